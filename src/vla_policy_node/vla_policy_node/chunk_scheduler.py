@@ -1,0 +1,238 @@
+"""Timeline of future actions built from action chunks: placement by observation stamp, merge, EMA, step limit.
+
+ROS-free and clock-free: every method takes the current time (seconds, any monotonic-ish clock shared with the
+observation stamps). Not thread-safe by itself: the node guards it with one lock.
+
+Timeline. Step k of a chunk computed from an observation stamped ``t_obs`` is meant for ``t_obs + k * dt``
+(``dt`` = the training data's step period). Steps live on a grid ``anchor + i * dt``; the anchor is the stamp of
+the first chunk placed on an empty timeline, and later chunks snap to the nearest grid slot (at most dt/2 off).
+Step i is *current* during ``[t_i, t_i + dt)`` and has *expired* once ``t_i + dt <= now``.
+
+- ``add_chunk``: steps that have already expired when the chunk arrives (inference latency) are dropped and
+  counted (``dropped_stale``); the rest are merged into the slots they overlap with the configured rule:
+  ``latest`` (the chunk from the newest observation wins), ``weighted_average`` (``old_weight * old +
+  new_weight * new``, normalised by the weights' sum) or ``temporal_ensemble`` (ACT: the j-th prediction made for
+  a slot, oldest first, weighs ``exp(-ensemble_decay * j)``; the slot holds the weighted mean of all of them).
+- ``next_command``: the current step's action, passed through an EMA towards it
+  (``y = y_prev + alpha * (x - y_prev)``) and a per-joint step limit (``|y - y_prev| <= max_joint_step``), then
+  clamped to joint limits when given. ``None`` while no step is current (empty queue, or before the first chunk):
+  the caller then sends nothing new. Expired steps that were never emitted are counted (``dropped_unsent``).
+- ``queue_depth``: steps not yet expired (the current one included); ``needs_inference`` when it is below the
+  threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+
+class MergeRule(str, Enum):
+    """How a new chunk's step combines with a step already on the timeline for the same time slot."""
+
+    LATEST = "latest"
+    WEIGHTED_AVERAGE = "weighted_average"
+    TEMPORAL_ENSEMBLE = "temporal_ensemble"
+
+    @classmethod
+    def parse(cls, text: str) -> "MergeRule":
+        try:
+            return cls(str(text).strip().lower())
+        except ValueError:
+            raise ValueError(f"unknown merge rule {text!r}; choose one of {[r.value for r in cls]}") from None
+
+
+@dataclass
+class SchedulerConfig:
+    step_period: float  # seconds between a chunk's steps (1 / dataset fps)
+    merge_rule: MergeRule = MergeRule.LATEST
+    old_weight: float = 0.3  # weighted_average: weight of the step already on the timeline
+    new_weight: float = 0.7  # weighted_average: weight of the new chunk's step
+    ensemble_decay: float = 0.01  # temporal_ensemble: m in exp(-m * j), j = 0 for the oldest prediction
+    ema_alpha: float = 1.0  # 1 = no smoothing; smaller = smoother (and more lag)
+    max_joint_step: float = math.inf  # per command, per joint, in the actions' units (rad)
+    queue_threshold: int = 5  # needs_inference when fewer non-expired steps than this remain
+    lower_limits: np.ndarray | None = None  # clamp commands into [lower, upper] when given
+    upper_limits: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.merge_rule = MergeRule.parse(self.merge_rule) if not isinstance(self.merge_rule, MergeRule) else \
+            self.merge_rule
+        if not self.step_period > 0:
+            raise ValueError(f"step_period must be > 0, got {self.step_period}")
+        if not 0.0 < self.ema_alpha <= 1.0:
+            raise ValueError(f"ema_alpha must be in (0, 1], got {self.ema_alpha}")
+        if not self.max_joint_step > 0:
+            raise ValueError(f"max_joint_step must be > 0 (inf = no limit), got {self.max_joint_step}")
+        if self.old_weight < 0 or self.new_weight < 0 or self.old_weight + self.new_weight <= 0:
+            raise ValueError("weighted_average weights must be >= 0 and not both 0")
+        if self.ensemble_decay < 0:
+            raise ValueError(f"ensemble_decay must be >= 0, got {self.ensemble_decay}")
+        if self.queue_threshold < 0:
+            raise ValueError(f"queue_threshold must be >= 0, got {self.queue_threshold}")
+
+
+@dataclass
+class _Slot:
+    value: np.ndarray  # merged action for this slot
+    stamp: float  # observation stamp of the newest chunk that wrote here
+    weight_sum: float = 1.0  # temporal_ensemble: sum of the weights so far
+    weighted_sum: np.ndarray | None = None  # temporal_ensemble: sum of weight * action
+    count: int = 1  # predictions merged into this slot
+    emitted: bool = False
+
+
+@dataclass
+class SchedulerCounters:
+    chunks_added: int = 0
+    chunks_rejected_nonfinite: int = 0
+    dropped_stale: int = 0  # steps already expired when their chunk arrived
+    dropped_unsent: int = 0  # steps that expired on the timeline without ever being sent
+    commands: int = 0
+    empty_ticks: int = 0  # next_command calls with no current step
+    merged_steps: int = 0  # steps that landed on an occupied slot
+
+
+@dataclass
+class AddResult:
+    placed: int  # steps placed on the timeline (new slots + merged)
+    merged: int  # of which landed on an occupied slot
+    dropped_stale: int
+
+
+class ChunkScheduler:
+    """Future actions keyed by time; see the module docstring for the rules."""
+
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.config = config
+        self.counters = SchedulerCounters()
+        self._anchor: float | None = None
+        self._slots: dict[int, _Slot] = {}
+        self._last_command: np.ndarray | None = None
+
+    # ----------------------------------------------------------------------------------------------- timeline
+    def _slot_time(self, index: int) -> float:
+        assert self._anchor is not None
+        return self._anchor + index * self.config.step_period
+
+    def _expired(self, index: int, now: float) -> bool:
+        return self._slot_time(index) + self.config.step_period <= now + 1e-12
+
+    def _discard_expired(self, now: float) -> None:
+        for index in [i for i in self._slots if self._expired(i, now)]:
+            if not self._slots[index].emitted:
+                self.counters.dropped_unsent += 1
+            del self._slots[index]
+
+    def add_chunk(self, chunk: np.ndarray, obs_stamp: float, now: float) -> AddResult:
+        """Place a [T, J] chunk computed from an observation stamped ``obs_stamp``; see the module docstring."""
+        chunk = np.asarray(chunk, dtype=float)
+        if chunk.ndim != 2 or chunk.shape[0] == 0:
+            raise ValueError(f"chunk must be [T, J] with T >= 1, got shape {chunk.shape}")
+        if not np.all(np.isfinite(chunk)):
+            self.counters.chunks_rejected_nonfinite += 1
+            raise ValueError("chunk holds NaN or inf values: rejected")
+        if self._slots:
+            width = next(iter(self._slots.values())).value.shape[0]
+            if chunk.shape[1] != width:
+                raise ValueError(f"chunk has {chunk.shape[1]} joints, the timeline {width}")
+        self._discard_expired(now)
+        dt = self.config.step_period
+        if not self._slots:
+            self._anchor = float(obs_stamp)  # re-anchor on an empty timeline: no rounding at all for this chunk
+        rule = self.config.merge_rule
+        placed = merged = stale = 0
+        for k, action in enumerate(chunk):
+            index = int(round((obs_stamp + k * dt - self._anchor) / dt))
+            if self._expired(index, now):
+                stale += 1
+                continue
+            slot = self._slots.get(index)
+            placed += 1
+            if slot is None:
+                self._slots[index] = _Slot(value=action.copy(), stamp=float(obs_stamp),
+                                           weighted_sum=action.copy())
+                continue
+            merged += 1
+            if rule is MergeRule.LATEST:
+                if obs_stamp >= slot.stamp:
+                    slot.value = action.copy()
+            elif rule is MergeRule.WEIGHTED_AVERAGE:
+                w_old, w_new = self.config.old_weight, self.config.new_weight
+                slot.value = (w_old * slot.value + w_new * action) / (w_old + w_new)
+            else:  # temporal ensemble, ACT: weight exp(-m * j) for the j-th prediction (oldest j = 0)
+                weight = math.exp(-self.config.ensemble_decay * slot.count)
+                slot.weighted_sum = slot.weighted_sum + weight * action
+                slot.weight_sum += weight
+                slot.value = slot.weighted_sum / slot.weight_sum
+            slot.count += 1
+            slot.stamp = max(slot.stamp, float(obs_stamp))
+        self.counters.chunks_added += 1
+        self.counters.dropped_stale += stale
+        self.counters.merged_steps += merged
+        return AddResult(placed=placed, merged=merged, dropped_stale=stale)
+
+    # ------------------------------------------------------------------------------------------------ output
+    def current_target(self, now: float) -> np.ndarray | None:
+        """The raw (merged, unfiltered) action of the step current at ``now``, or None."""
+        self._discard_expired(now)
+        for index, slot in self._slots.items():
+            if self._slot_time(index) <= now + 1e-12:
+                return slot.value.copy()
+        return None
+
+    def next_command(self, now: float) -> np.ndarray | None:
+        """The command to send at ``now`` (EMA + step limit + clamp), or None when no step is current."""
+        self._discard_expired(now)
+        current = None
+        for index, slot in self._slots.items():
+            if self._slot_time(index) <= now + 1e-12:
+                current = slot
+                break
+        if current is None:
+            self.counters.empty_ticks += 1
+            return None
+        current.emitted = True
+        target = current.value
+        if self._last_command is None:
+            command = target.copy()
+        else:
+            previous = self._last_command
+            step = self.config.ema_alpha * (target - previous)
+            step = np.clip(step, -self.config.max_joint_step, self.config.max_joint_step)
+            command = previous + step
+        if self.config.lower_limits is not None and self.config.upper_limits is not None:
+            command = np.clip(command, self.config.lower_limits, self.config.upper_limits)
+        self._last_command = command
+        self.counters.commands += 1
+        return command.copy()
+
+    def seed_command(self, position: np.ndarray | None) -> None:
+        """Start the EMA and the step limit from ``position`` (e.g. the measured joint state); None = unset."""
+        self._last_command = None if position is None else np.asarray(position, dtype=float).copy()
+
+    @property
+    def last_command(self) -> np.ndarray | None:
+        return None if self._last_command is None else self._last_command.copy()
+
+    # --------------------------------------------------------------------------------------------- queries
+    def queue_depth(self, now: float) -> int:
+        """Steps on the timeline that have not expired (the current one included)."""
+        self._discard_expired(now)
+        return len(self._slots)
+
+    def needs_inference(self, now: float) -> bool:
+        return self.queue_depth(now) < self.config.queue_threshold
+
+    def planned(self, now: float) -> list[tuple[float, np.ndarray]]:
+        """(time, merged action) of every non-expired step, in time order (for tools and tests)."""
+        self._discard_expired(now)
+        return [(self._slot_time(i), self._slots[i].value.copy()) for i in sorted(self._slots)]
+
+    def clear(self) -> None:
+        """Forget every planned step (pause, task change); the filter state is kept (see seed_command)."""
+        self._slots.clear()
+        self._anchor = None
