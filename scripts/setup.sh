@@ -47,10 +47,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 else
   say "Python packages up to date (requirements.txt unchanged)"
 fi
-.venv/bin/python -c 'import rclpy, lerobot, rosbags, serial, cv2' || die "the venv does not import rclpy/lerobot/rosbags/serial/cv2"
+# The offline pipeline (training/) is a plain Python package: editable, so `roarm-train` runs the sources.
+if [ ! -x .venv/bin/roarm-train ]; then
+  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e training
+fi
+.venv/bin/python -c 'import rclpy, lerobot, rosbags, serial, cv2, roarm_training' || die "the venv does not import rclpy/lerobot/rosbags/serial/cv2"
 
 # 4. Repair the include paths hard-coded in the ROS wheels' exported CMake files (see the script's docstring)
 .venv/bin/python scripts/repair_ros_wheel_cmake.py .venv
+
+# The wheels' ament prefix (.venv) has no local_setup.* of its own; colcon warns about such prefixes on every
+# build. It needs no environment hooks (scripts/env.sh sets the paths), so an empty marker silences the warning.
+[ -f .venv/local_setup.sh ] || echo "# ament prefix of the ROS 2 PyPI wheels: paths are set by scripts/env.sh" > .venv/local_setup.sh
 
 # 5. Build the workspace (symlink install: edits to Python sources take effect without a rebuild)
 say "colcon build"
