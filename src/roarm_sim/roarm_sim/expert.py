@@ -1,0 +1,170 @@
+"""Scripted pick expert: a pure planner that turns (box pose, current joints) into joint setpoints over time.
+
+ROS-free. From ANY start pose: move above the box with the jaws open and aligned to the box's faces (APPROACH),
+go straight down (DESCEND), close the jaws (CLOSE), lift (LIFT), then keep holding (HOLD). Every pose comes from
+the shared kinematics module's IK (via arm_model.solve_grasp_ik).
+
+Each phase is a list of joint waypoints played back over a duration set by the largest joint move and a speed
+limit, with a smooth (cosine) time profile so the arm starts and stops gently. A phase ends when its time is up
+AND the measured joints are within a tolerance of its last waypoint (or a settle timeout passes): the expert
+waits for a lagging arm instead of running ahead of it, which keeps it working through the real driver.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from roarm_driver import joints
+
+from . import arm_model
+from .scene import BoxPose
+
+APPROACH, DESCEND, CLOSE, LIFT, HOLD, FAILED = "APPROACH", "DESCEND", "CLOSE", "LIFT", "HOLD", "FAILED"
+G = joints.GRIPPER_INDEX
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    max_joint_speed: float = 1.0  # rad/s of the fastest arm joint during a move
+    gripper_speed: float = 2.0  # rad/s of the gripper while opening/closing
+    min_move_time: float = 0.5  # s, shortest phase
+    approach_height: float = 0.07  # m, pre-grasp clamp point above the box centre
+    lift_height: float = 0.12  # m, how far the box is lifted
+    open_margin: float = 0.02  # m, jaws open to box width + this before descending
+    close_time: float = 0.8  # s, time given to the jaws to close
+    descend_steps: int = 5  # IK waypoints on the straight way down (and up)
+    settle_tolerance: float = 0.04  # rad, measured joints this close to a phase's goal end the phase
+    settle_timeout: float = 2.0  # s, a phase ends this long after its time even if the arm lags
+    pitches: tuple[float, ...] = (math.pi / 2, 1.35, 1.2, 1.05)  # tool pitches to try, steepest first
+
+    def __post_init__(self):
+        if self.max_joint_speed <= 0 or self.gripper_speed <= 0 or self.min_move_time <= 0:
+            raise ValueError(f"expert speeds and min_move_time must be > 0: {self}")
+        if self.descend_steps < 1:
+            raise ValueError("descend_steps must be >= 1")
+
+
+@dataclass
+class _Phase:
+    name: str
+    waypoints: list[np.ndarray]
+    duration: float = 0.0
+    start_time: float = 0.0
+    start: np.ndarray = field(default_factory=lambda: np.zeros(joints.NUM_JOINTS))
+
+
+class PlanningError(RuntimeError):
+    """The box cannot be picked from here (no IK solution for a pose of the pick)."""
+
+
+class ScriptedExpert:
+    """Feed it the box and the start joints with ``start``, then call ``setpoint(t, q_measured)`` each tick."""
+
+    def __init__(self, config: ExpertConfig = ExpertConfig()):
+        self.config = config
+        self.phases: list[_Phase] = []
+        self.index = 0
+        self.failure = ""
+
+    @property
+    def phase(self) -> str:
+        if self.failure:
+            return FAILED
+        return self.phases[self.index].name if self.phases else FAILED
+
+    def start(self, box: BoxPose, q_start, t: float) -> None:
+        """Plan the pick of ``box`` from joints ``q_start`` (URDF) at time ``t`` (s). Raises PlanningError."""
+        self.failure = ""
+        q_start = np.asarray(q_start, dtype=float)
+        try:
+            self.phases = self._plan(box, q_start)
+        except PlanningError as exc:
+            self.failure = str(exc)
+            self.phases = []
+            raise
+        self.index = 0
+        self._begin(0, q_start, t)
+
+    def setpoint(self, t: float, q_measured) -> np.ndarray:
+        """Joint setpoint (URDF radians) for time ``t`` given the measured joints."""
+        if not self.phases:
+            return np.asarray(q_measured, dtype=float).copy()
+        phase = self.phases[self.index]
+        elapsed = t - phase.start_time
+        if elapsed >= phase.duration and self.index < len(self.phases) - 1:
+            goal = phase.waypoints[-1]
+            err = np.abs(np.asarray(q_measured, dtype=float) - goal)
+            if phase.name == CLOSE:
+                err[G] = 0.0  # a gripper closing on a box stalls on it: do not wait for 0
+            if np.max(err) <= self.config.settle_tolerance or elapsed >= phase.duration + self.config.settle_timeout:
+                self._begin(self.index + 1, goal, t)
+                phase = self.phases[self.index]
+                elapsed = 0.0
+        return self._sample(phase, elapsed)
+
+    # --- planning -------------------------------------------------------------------------------------------
+    def _plan(self, box: BoxPose, q_start: np.ndarray) -> list[_Phase]:
+        c = self.config
+        gap = min(box.size_xy + c.open_margin, arm_model.MAX_GAP)
+        g_open = arm_model.gripper_angle_for_gap(gap)
+        centre = box.position
+        pitch = self._pitch_for(box, g_open, q_start)
+
+        def ik(height: float, gripper: float, seed: np.ndarray) -> np.ndarray:
+            target = centre + [0.0, 0.0, height]
+            q = arm_model.solve_grasp_ik(target, box.size_xy, box.yaw, (pitch,), gripper, seed)
+            if q is None:
+                raise PlanningError(f"no IK for the clamp point {np.round(target, 3).tolist()} at pitch {pitch:.2f}")
+            return q
+
+        pre = ik(c.approach_height, g_open, q_start)
+        down = [ik(c.approach_height * (1 - k / c.descend_steps), g_open, pre) for k in range(1, c.descend_steps + 1)]
+        grasp = down[-1]
+        closed = grasp.copy()
+        closed[G] = 0.0
+        up = [ik(c.lift_height * k / c.descend_steps, 0.0, closed) for k in range(1, c.descend_steps + 1)]
+        return [_Phase(APPROACH, [pre]), _Phase(DESCEND, down), _Phase(CLOSE, [closed]), _Phase(LIFT, up),
+                _Phase(HOLD, [up[-1]])]
+
+    def _pitch_for(self, box: BoxPose, g_open: float, seed: np.ndarray) -> float:
+        """Steepest pitch at which the whole pick (pre-grasp, grasp, lifted) is reachable."""
+        c = self.config
+        for pitch in c.pitches:
+            ok = all(arm_model.solve_grasp_ik(box.position + [0.0, 0.0, h], box.size_xy, box.yaw, (pitch,), g_open,
+                                              seed) is not None
+                     for h in (0.0, c.approach_height, c.lift_height))
+            if ok:
+                return pitch
+        raise PlanningError(f"box at {np.round(box.position, 3).tolist()} is out of reach for pitches {c.pitches}")
+
+    # --- playback -------------------------------------------------------------------------------------------
+    def _begin(self, index: int, start: np.ndarray, t: float) -> None:
+        self.index = index
+        phase = self.phases[index]
+        phase.start = np.asarray(start, dtype=float).copy()
+        phase.start_time = t
+        c = self.config
+        if phase.name == CLOSE:
+            phase.duration = c.close_time
+        elif phase.name == HOLD:
+            phase.duration = 0.0
+        else:
+            path = [phase.start] + phase.waypoints
+            arm_move = sum(np.max(np.abs(b[:G] - a[:G])) for a, b in zip(path[:-1], path[1:]))
+            grip_move = abs(path[-1][G] - path[0][G])
+            phase.duration = max(c.min_move_time, arm_move / c.max_joint_speed, grip_move / c.gripper_speed)
+
+    @staticmethod
+    def _sample(phase: _Phase, elapsed: float) -> np.ndarray:
+        path = [phase.start] + phase.waypoints
+        if phase.duration <= 0 or elapsed >= phase.duration:
+            return path[-1].copy()
+        s = 0.5 - 0.5 * math.cos(math.pi * max(elapsed, 0.0) / phase.duration)  # smooth start and stop
+        lengths = np.array([np.max(np.abs(b - a)) for a, b in zip(path[:-1], path[1:])]) + 1e-9
+        cum = np.concatenate([[0.0], np.cumsum(lengths)]) / lengths.sum()
+        i = min(int(np.searchsorted(cum, s, side="right")) - 1, len(path) - 2)
+        local = (s - cum[i]) / (cum[i + 1] - cum[i])
+        return path[i] + (path[i + 1] - path[i]) * min(max(local, 0.0), 1.0)
