@@ -1,3 +1,5 @@
+from glob import glob
+
 from setuptools import find_packages, setup
 
 package_name = "roarm_vla_bringup"
@@ -9,8 +11,12 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml")),
+        ("share/" + package_name + "/urdf", glob("urdf/*.urdf")),
+        ("share/" + package_name + "/rviz", glob("rviz/*.rviz")),
     ],
-    install_requires=["setuptools", "pyyaml"],
+    install_requires=["setuptools", "pyyaml", "numpy"],
     zip_safe=True,
     maintainer="roarm-vla maintainers",
     maintainer_email="roarm-vla@example.com",
@@ -18,7 +24,8 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            # "arm_driver = roarm_vla_bringup.arm_driver_node:main",
+            "action_visualizer = roarm_vla_bringup.action_visualizer_node:main",
+            "roarm-vla = roarm_vla_bringup.runner:main",
         ],
     },
 )

@@ -1,0 +1,318 @@
+"""roarm-vla's node graph as data: ONE table read by pick.launch.py and by the plain-Python runner.
+
+ROS-free (no rclpy, no launch). Both entry points ask `load_graph()` which nodes to start, which parameter YAML
+files each one reads (in order, later files win), which launch-argument values override which node parameters,
+and which topics must flow. Neither entry point has its own list, so they cannot drift apart
+(test_graph.py and test_launch.py check that the launch file's actions equal this table).
+
+Parameter layering for node N (the same in launch and in the runner):
+  1. config/<N>.yaml            owned by the node's author; the single source of truth for defaults
+  2. config/sim.yaml            only with sim: the keys that differ in simulation (sections per node)
+  3. launch-argument overrides  serial_port:=..., task:=..., or any `node.param:=value` (runner's --set)
+  4. run-time values            the firmware simulator's pty path for arm_driver.port (sim)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+from roarm_vla_bringup.paths import share_path  # noqa: F401 (re-exported for the launch files)
+
+GRAPH_NAMES = ("pick",)
+
+# Parameters that receive the firmware simulator's port at run time (sim): the runner's pty link, or the link
+# pick.launch.py tells the simulator process to create.
+SIM_PORT_TARGETS: tuple[tuple[str, str], ...] = (("arm_driver", "port"),)
+CONTROLLERS = ("policy", "expert")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph and how each entry point starts it."""
+
+    name: str  # node name (the YAML section name)
+    package: str  # ROS package (launch_ros Node package=)
+    executable: str  # console script in lib/<package>/ (launch_ros Node executable=)
+    node_class: str | None  # "module:Class" the runner instantiates; None = not Python (launch only)
+    config: str | None = None  # YAML file under config/ holding this node's `<name>: ros__parameters:` section
+    lifecycle: bool = False  # driven configure -> activate by launch events / the runner
+    when: Callable[["GraphOptions"], bool] = lambda options: True
+    remappings: tuple[tuple[str, str], ...] = ()
+    arguments: tuple[str, ...] = ()  # extra command-line arguments (launch only)
+    needs_urdf: bool = False  # gets the URDF text as its robot_description parameter
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    sim: bool = False
+    controller: str = "policy"  # who streams joint_trajectory: "policy" (vla_policy) or "expert" (scripted_expert)
+
+
+@dataclass(frozen=True)
+class LaunchArg:
+    """A launch argument people change; an empty value keeps what the YAML files say."""
+
+    name: str
+    description: str
+    targets: tuple[tuple[str, str], ...]  # (node name, parameter name)
+    type: type = str
+    default: str = ""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    type: str  # "pkg/msg/Type"
+    sensor_qos: bool = False  # images: sensor-data QoS (best effort)
+    when: Callable[[GraphOptions], bool] = lambda options: True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# THE table. Node names and topics follow ../shared/architecture.md.
+# ---------------------------------------------------------------------------------------------------------------
+def _sim(o: GraphOptions) -> bool:
+    return o.sim
+
+
+def _real(o: GraphOptions) -> bool:
+    return not o.sim
+
+
+def _policy(o: GraphOptions) -> bool:
+    return o.controller == "policy"
+
+
+def _expert(o: GraphOptions) -> bool:
+    return o.controller == "expert"
+
+
+NODES: tuple[NodeSpec, ...] = (
+    NodeSpec("arm_driver", "roarm_driver", "arm_driver", "roarm_driver.arm_driver_node:ArmDriverNode",
+             config="arm_driver.yaml", lifecycle=True),
+    NodeSpec("camera_publisher", "roarm_driver", "camera_publisher",
+             "roarm_driver.camera_publisher_node:CameraPublisherNode", config="camera_publisher.yaml", when=_real),
+    NodeSpec("sim_world", "roarm_sim", "sim_world", "roarm_sim.sim_world_node:SimWorldNode",
+             config="sim_world.yaml", when=_sim),
+    NodeSpec("vla_policy", "vla_policy_node", "vla_policy", "vla_policy_node.vla_policy_node:VlaPolicyNode",
+             config="vla_policy.yaml", lifecycle=True, when=_policy),
+    NodeSpec("scripted_expert", "roarm_sim", "scripted_expert", "roarm_sim.scripted_expert_node:ScriptedExpertNode",
+             config="scripted_expert.yaml", when=_expert),
+    NodeSpec("action_visualizer", "roarm_vla_bringup", "action_visualizer",
+             "roarm_vla_bringup.action_visualizer_node:ActionVisualizerNode", config="action_visualizer.yaml",
+             when=_policy),
+    # C++ nodes: started by the launch files only. The runner publishes the same TF with tf_publisher.py.
+    NodeSpec("robot_state_publisher", "robot_state_publisher", "robot_state_publisher", None,
+             config="robot_state_publisher.yaml", needs_urdf=True),
+    # The ghost arm: the same URDF under the 'predicted/' frame prefix, fed by the policy's final chunk pose.
+    NodeSpec("predicted_state_publisher", "robot_state_publisher", "robot_state_publisher", None,
+             config="robot_state_publisher.yaml", needs_urdf=True, when=_policy,
+             remappings=(("joint_states", "vla/predicted_joint_states"),
+                         ("robot_description", "vla/predicted_robot_description"))),
+    # Ties the ghost's tree to the real one (RViz needs one TF tree): world -> predicted/world, identity.
+    NodeSpec("predicted_world_tf", "tf2_ros", "static_transform_publisher", None, when=_policy,
+             arguments=("--frame-id", "world", "--child-frame-id", "predicted/world")),
+)
+
+LAUNCH_ARGS: tuple[LaunchArg, ...] = (
+    LaunchArg("serial_port", "Serial device of the real arm (ignored with sim:=true: the simulator's pty is used)",
+              (("arm_driver", "port"),)),
+    LaunchArg("camera_device", "Camera device or index of the real camera (ignored with sim:=true)",
+              (("camera_publisher", "device"),)),
+    LaunchArg("checkpoint", "Policy checkpoint: a local folder (pretrained_model) or a Hugging Face repo id",
+              (("vla_policy", "checkpoint"),)),
+    LaunchArg("task", "Task text the policy is conditioned on, e.g. 'Pick up the white box'",
+              (("vla_policy", "task"),)),
+    LaunchArg("precision", "Policy precision: fp32, bf16 or int8", (("vla_policy", "precision"),)),
+    LaunchArg("control_rate", "Rate (Hz) at which the policy streams setpoints to the arm",
+              (("vla_policy", "control_rate"),), type=float),
+)
+
+# Graph-level switches (not node parameters).
+FLAG_ARGS: tuple[tuple[str, str, str], ...] = (
+    ("sim", "false", "true: firmware simulator instead of the serial port, sim_world instead of the camera"),
+    ("controller", "policy", "who drives the arm: policy (vla_policy) or expert (scripted_expert, sim only)"),
+    ("rviz", "false", "true: start RViz with rviz/roarm_vla.rviz"),
+)
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("joint_states", "sensor_msgs/msg/JointState"),
+    TopicSpec("camera/image_raw", "sensor_msgs/msg/Image", sensor_qos=True),
+    TopicSpec("camera/camera_info", "sensor_msgs/msg/CameraInfo", sensor_qos=True),
+    TopicSpec("joint_trajectory", "trajectory_msgs/msg/JointTrajectory"),
+    TopicSpec("vla/action_chunk", "roarm_interfaces/msg/ActionChunk", when=_policy),
+    TopicSpec("vla/markers", "visualization_msgs/msg/MarkerArray", when=_policy),
+    TopicSpec("vla/predicted_joint_states", "sensor_msgs/msg/JointState", when=_policy),
+    TopicSpec("sim/box_pose", "geometry_msgs/msg/PoseStamped", when=_sim),
+    TopicSpec("diagnostics", "diagnostic_msgs/msg/DiagnosticArray"),
+    TopicSpec("tf", "tf2_msgs/msg/TFMessage"),
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class NodeInstance:
+    """A node of a built graph: what it reads and what it is told."""
+
+    spec: NodeSpec
+    param_files: list[Path]
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def parameters(self) -> dict[str, Any]:
+        """The parameter values this node receives: its YAML sections in order, then the overrides."""
+        values: dict[str, Any] = {}
+        for path in self.param_files:
+            values.update(yaml_section(path, self.name))
+        values.update(self.overrides)
+        return values
+
+
+@dataclass
+class Graph:
+    name: str
+    options: GraphOptions
+    nodes: list[NodeInstance]
+    topics: list[TopicSpec]
+    notes: list[str] = field(default_factory=list)
+
+    def node(self, name: str) -> NodeInstance:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(f"graph {self.name!r} has no node {name!r}; it has {self.node_names}")
+
+    @property
+    def node_names(self) -> list[str]:
+        return [n.name for n in self.nodes]
+
+    @property
+    def python_nodes(self) -> list[NodeInstance]:
+        return [n for n in self.nodes if n.spec.node_class]
+
+    @property
+    def topic_names(self) -> list[str]:
+        return [t.name for t in self.topics]
+
+
+def config_path(file_name: str) -> Path:
+    return share_path("config", file_name)
+
+
+def yaml_section(path: Path, node_name: str) -> dict[str, Any]:
+    """`<node_name>: ros__parameters:` of a parameter file as a flat dict (nested keys joined with '.')."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    for key in (node_name, "/" + node_name, "/**"):
+        section = data.get(key)
+        if isinstance(section, dict) and "ros__parameters" in section:
+            return _flatten(section["ros__parameters"] or {})
+    return {}
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def parse_bool(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    lowered = str(text).strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def coerce(value: Any, kind: type) -> Any:
+    """A launch-argument string -> the parameter's type (so launch and runner hand nodes the same typed value)."""
+    if not isinstance(value, str):
+        return kind(value)
+    if kind is bool:
+        return parse_bool(value)
+    try:
+        return kind(value)
+    except ValueError as exc:
+        raise ValueError(f"cannot read {value!r} as {kind.__name__}") from exc
+
+
+def parse_value(text: str) -> Any:
+    """Value of a free `node.param:=value` override: YAML scalar rules, as `ros2 run ... -p` reads it."""
+    value = yaml.safe_load(text) if text.strip() else ""
+    return value
+
+
+def load_graph(name: str = "pick", sim: bool = False, controller: str = "policy",
+               overrides: Mapping[str, Any] | None = None,
+               runtime_params: Mapping[str, Mapping[str, Any]] | None = None) -> Graph:
+    """Build the graph: nodes, their parameter files and overrides, expected topics.
+
+    overrides: launch-argument values by name (serial_port, task, ...; empty string = keep the YAML value) and/or
+    free overrides `"<node>.<param>": value` (strings are read as YAML scalars). runtime_params: values known only
+    when running (e.g. {"arm_driver": {"port": "/dev/pts/5"}}), applied last.
+    """
+    if name not in GRAPH_NAMES:
+        raise ValueError(f"unknown graph {name!r}; known: {list(GRAPH_NAMES)}")
+    if controller not in CONTROLLERS:
+        raise ValueError(f"controller must be one of {list(CONTROLLERS)}, got {controller!r}")
+    if controller == "expert" and not sim:
+        raise ValueError("controller 'expert' (scripted_expert) needs the simulated world: set sim")
+    options = GraphOptions(sim=bool(sim), controller=controller)
+    notes: list[str] = []
+    nodes: list[NodeInstance] = []
+    for spec in NODES:
+        if not spec.when(options):
+            continue
+        files: list[Path] = []
+        if spec.config:
+            try:
+                files.append(config_path(spec.config))
+            except FileNotFoundError:
+                notes.append(f"config/{spec.config} is missing: {spec.name} runs with its declared defaults")
+            if options.sim and yaml_section(config_path("sim.yaml"), spec.name):
+                files.append(config_path("sim.yaml"))
+        nodes.append(NodeInstance(spec, files))
+    by_name = {n.name: n for n in nodes}
+
+    args_by_name = {a.name: a for a in LAUNCH_ARGS}
+    for key, raw in (overrides or {}).items():
+        if key in args_by_name:
+            arg = args_by_name[key]
+            if raw is None or (isinstance(raw, str) and raw == ""):
+                continue
+            for node_name, param in arg.targets:
+                if node_name not in by_name:
+                    notes.append(f"{key} ignored: node {node_name} is not in this graph")
+                    continue
+                by_name[node_name].overrides[param] = coerce(raw, arg.type)
+        elif "." in key:
+            node_name, param = key.split(".", 1)
+            if node_name not in by_name:
+                raise ValueError(f"override {key!r}: node {node_name!r} is not in this graph ({list(by_name)})")
+            by_name[node_name].overrides[param] = parse_value(raw) if isinstance(raw, str) else raw
+        else:
+            known = [a.name for a in LAUNCH_ARGS]
+            raise ValueError(f"unknown override {key!r}: use one of {known} or '<node>.<param>'")
+    for node_name, params in (runtime_params or {}).items():
+        if node_name in by_name:
+            by_name[node_name].overrides.update(params)
+    topics = [t for t in TOPICS if t.when(options)]
+    return Graph(name=name, options=options, nodes=nodes, topics=topics, notes=notes)
+
+
+def urdf_text() -> str:
+    """The URDF handed to robot_state_publisher as robot_description."""
+    return share_path("urdf", "roarm_m3.urdf").read_text()
