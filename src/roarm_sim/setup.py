@@ -18,7 +18,9 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            # "arm_driver = roarm_sim.arm_driver_node:main",
+            "sim_world = roarm_sim.sim_world_node:main",
+            "scripted_expert = roarm_sim.scripted_expert_node:main",
+            "roarm-sim-demo = roarm_sim.demo:main",
         ],
     },
 )

@@ -15,6 +15,7 @@ from roarm_driver.servo_model import ServoBank
 
 from .expert import PlanningError, ScriptedExpert, ExpertConfig
 from .outcome import RUNNING, STATUS_NAMES
+from .scene import BoxPose
 from .world import SimWorld
 
 
@@ -24,14 +25,17 @@ class RolloutResult:
     status: int
     elapsed: float
     detail: str
-    min_clearance: float  # lowest arm point above the table top during the episode, m (< 0: went into the table)
+    min_clearance: float  # 0 when every arm point stayed above the table top, -1 when one went into it
     frames: list  # rendered frames when asked for
 
 
 def run_episode(seed: int, world: SimWorld | None = None, expert_config: ExpertConfig = ExpertConfig(),
-                command_rate: float = 20.0, physics_rate: float = 100.0, render_every: int = 0) -> RolloutResult:
+                command_rate: float = 20.0, physics_rate: float = 100.0, render_every: int = 0,
+                assumed_box_size: float | None = 0.03) -> RolloutResult:
     """One episode from ``seed``: the arm starts at the episode's start pose (as after a reset), the expert plans
-    from the measured joints, setpoints go to the servos at ``command_rate``, the world steps at ``physics_rate``."""
+    from the measured joints, setpoints go to the servos at ``command_rate``, the world steps at ``physics_rate``.
+    assumed_box_size: the box edge the expert plans with (the node only knows the box's pose, not its size, so it
+    assumes its ``box_size`` parameter); None = the true size."""
     from .scene import arm_clear_of_table  # local: keeps the module's import light
 
     world = world or SimWorld()
@@ -42,7 +46,10 @@ def run_episode(seed: int, world: SimWorld | None = None, expert_config: ExpertC
     q = joints.firmware_to_urdf(servos.quantized_position())
     frames = []
     try:
-        expert.start(episode.box, q, 0.0)
+        planned_box = episode.box
+        if assumed_box_size is not None:
+            planned_box = BoxPose(*episode.box.position, episode.box.yaw, assumed_box_size, assumed_box_size)
+        expert.start(planned_box, q, 0.0)
     except PlanningError as exc:
         return RolloutResult(seed, 2, 0.0, f"planning failed: {exc}", 0.0, frames)
     dt = 1.0 / physics_rate
@@ -58,10 +65,8 @@ def run_episode(seed: int, world: SimWorld | None = None, expert_config: ExpertC
         k += 1
         q = joints.firmware_to_urdf(servos.quantized_position())
         state = world.step(q, t)
-        if k % 5 == 0:
-            for clearance in (0.0,):
-                if not arm_clear_of_table(q, world.scene.table_top_z, clearance):
-                    min_clear = min(min_clear, -1.0)
+        if k % 5 == 0 and not arm_clear_of_table(q, world.scene.table_top_z, 0.0):
+            min_clear = -1.0
         if render_every and k % render_every == 0:
             frames.append(world.render(q))
     return RolloutResult(seed, state.status, state.elapsed, f"{STATUS_NAMES[state.status]}: {state.detail}",

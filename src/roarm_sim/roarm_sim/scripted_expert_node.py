@@ -1,0 +1,152 @@
+"""scripted_expert: picks the box in the simulated world by streaming joint setpoints, like the policy node does.
+
+Reads sim/episode_outcome (which episode runs), sim/box_pose and joint_states; when a new episode starts RUNNING it
+plans the pick from the arm's measured pose (expert.py) and streams one-point JointTrajectory messages on
+``joint_trajectory`` at ``command_rate`` until the episode ends. Silent otherwise, so it never fights a reset.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Duration
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from roarm_driver import joints
+from roarm_interfaces.msg import EpisodeOutcome
+
+from .expert import ExpertConfig, PlanningError, ScriptedExpert
+from .scene import BoxPose
+
+PARAMETERS = {  # name: (default, description)
+    "command_rate": (20.0, "joint_trajectory setpoints per second, Hz"),
+    "max_joint_speed": (1.0, "fastest arm joint during a move, rad/s"),
+    "gripper_speed": (2.0, "gripper opening/closing speed, rad/s"),
+    "min_move_time": (0.5, "shortest move of a phase, s"),
+    "approach_height": (0.07, "pre-grasp: the jaws' clamp point this far above the box centre, m"),
+    "lift_height": (0.12, "lift the box this far, m"),
+    "open_margin": (0.02, "open the jaws to the box width plus this before descending, m"),
+    "close_time": (0.8, "time given to the jaws to close on the box, s"),
+    "settle_tolerance": (0.04, "a phase ends when the measured joints are this close to its goal, rad"),
+    "settle_timeout": (2.0, "... or this long after its planned time, s"),
+    "box_size": (0.03, "box footprint edge assumed by the expert when planning, m (sim_world draws 0.025..0.04)"),
+    "box_height": (0.03, "box height assumed by the expert, m"),
+    "outcome_timeout": (0.5, "stop streaming when no RUNNING sim/episode_outcome arrived for this long, s"),
+    "enabled": (True, "false: never stream (the policy drives)"),
+}
+
+
+class ScriptedExpertNode(Node):
+    def __init__(self, node_name: str = "scripted_expert", **kwargs):
+        super().__init__(node_name, **kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.params = p
+        if float(p["command_rate"]) <= 0:
+            raise ValueError(f"scripted_expert: command_rate must be > 0, got {p['command_rate']}")
+        self.config = ExpertConfig(
+            max_joint_speed=float(p["max_joint_speed"]), gripper_speed=float(p["gripper_speed"]),
+            min_move_time=float(p["min_move_time"]), approach_height=float(p["approach_height"]),
+            lift_height=float(p["lift_height"]), open_margin=float(p["open_margin"]),
+            close_time=float(p["close_time"]), settle_tolerance=float(p["settle_tolerance"]),
+            settle_timeout=float(p["settle_timeout"]))
+        self.expert = ScriptedExpert(self.config)
+        self._q: np.ndarray | None = None
+        self._box: PoseStamped | None = None
+        self._outcome: EpisodeOutcome | None = None
+        self._outcome_time = 0.0
+        self._planned_episode: int | None = None
+        self._sent = 0
+        self.create_subscription(JointState, "joint_states", self._on_joint_states, 10)
+        self.create_subscription(PoseStamped, "sim/box_pose", self._on_box, 10)
+        self.create_subscription(EpisodeOutcome, "sim/episode_outcome", self._on_outcome, 10)
+        self.pub = self.create_publisher(JointTrajectory, "joint_trajectory", 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "diagnostics", 10)
+        self.create_timer(1.0 / float(p["command_rate"]), self._tick)
+        self.create_timer(1.0, self._publish_diagnostics)
+
+    def _on_joint_states(self, msg: JointState) -> None:
+        try:
+            self._q = joints.order_by_names(msg.name, msg.position)
+        except ValueError as exc:
+            self.get_logger().warn(f"ignoring joint_states: {exc}", throttle_duration_sec=5.0)
+
+    def _on_box(self, msg: PoseStamped) -> None:
+        self._box = msg
+
+    def _on_outcome(self, msg: EpisodeOutcome) -> None:
+        self._outcome = msg
+        self._outcome_time = time.monotonic()
+
+    def _tick(self) -> None:
+        outcome = self._outcome
+        if (not self.params["enabled"] or outcome is None or self._q is None or self._box is None
+                or outcome.status != EpisodeOutcome.RUNNING
+                or time.monotonic() - self._outcome_time > float(self.params["outcome_timeout"])):
+            return
+        now = time.monotonic()
+        if outcome.episode_index != self._planned_episode or self._outcome_seed != outcome.seed:
+            self._planned_episode = outcome.episode_index
+            self._outcome_seed = outcome.seed
+            try:
+                self.expert.start(self._box_pose(), self._q, now)
+                self.get_logger().info(f"episode {outcome.episode_index}: planned the pick from the measured pose")
+            except PlanningError as exc:
+                self.get_logger().error(f"episode {outcome.episode_index}: {exc}")
+                return
+        if self.expert.failure:
+            return
+        setpoint = self.expert.setpoint(now, self._q)
+        msg = JointTrajectory()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.joint_names = list(joints.JOINT_NAMES)
+        point = JointTrajectoryPoint()
+        point.positions = [float(v) for v in joints.clamp_to_limits(setpoint)]
+        period = 1.0 / float(self.params["command_rate"])
+        point.time_from_start = Duration(sec=int(period), nanosec=int((period % 1.0) * 1e9))
+        msg.points = [point]
+        self.pub.publish(msg)
+        self._sent += 1
+
+    _outcome_seed = None
+
+    def _box_pose(self) -> BoxPose:
+        pose = self._box.pose
+        yaw = 2.0 * math.atan2(pose.orientation.z, pose.orientation.w)
+        return BoxPose(pose.position.x, pose.position.y, pose.position.z, yaw, float(self.params["box_size"]),
+                       float(self.params["box_height"]))
+
+    def _publish_diagnostics(self) -> None:
+        status = DiagnosticStatus(name=f"{self.get_name()}: scripted expert", hardware_id="sim")
+        if self.expert.failure:
+            status.level, status.message = DiagnosticStatus.ERROR, self.expert.failure
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "ok"
+        status.values = [KeyValue(key="phase", value=self.expert.phase if self._planned_episode is not None else "IDLE"),
+                         KeyValue(key="episode_index", value=str(self._planned_episode)),
+                         KeyValue(key="setpoints_sent", value=str(self._sent))]
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [status]
+        self.diag_pub.publish(array)
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = ScriptedExpertNode()
+    try:
+        rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
