@@ -121,13 +121,15 @@ NODES: tuple[NodeSpec, ...] = (
 LAUNCH_ARGS: tuple[LaunchArg, ...] = (
     LaunchArg("serial_port", "Serial device of the real arm (ignored with sim:=true: the simulator's pty is used)",
               (("arm_driver", "port"),)),
-    LaunchArg("camera_device", "Camera device or index of the real camera (ignored with sim:=true)",
-              (("camera_publisher", "device"),)),
+    LaunchArg("camera_device", "V4L2 device ('/dev/video0' or '0') or video file of the camera (ignored with sim)",
+              (("camera_publisher", "source"),)),
     LaunchArg("checkpoint", "Policy checkpoint: a local folder (pretrained_model) or a Hugging Face repo id",
               (("vla_policy", "checkpoint"),)),
     LaunchArg("task", "Task text the policy is conditioned on, e.g. 'Pick up the white box'",
               (("vla_policy", "task"),)),
-    LaunchArg("precision", "Policy precision: fp32, bf16 or int8", (("vla_policy", "precision"),)),
+    LaunchArg("precision", "Policy precision: fp32, bf16, fp16 (GPU), int8 or int4 (GPU)",
+              (("vla_policy", "precision"),)),
+    LaunchArg("device", "Torch device of the policy: cpu, cuda or cuda:N", (("vla_policy", "device"),)),
     LaunchArg("control_rate", "Rate (Hz) at which the policy streams setpoints to the arm",
               (("vla_policy", "control_rate"),), type=float),
 )
