@@ -96,6 +96,25 @@ def test_sim_expert_graph_topics_flow_end_to_end():
     assert rates["camera/image_raw"] > 5.0, rates
 
 
+@pytest.mark.slow
+def test_sim_policy_graph_shows_predicted_actions(tmp_path):
+    # The whole pick graph with a tiny random SmolVLA (offline): chunks reach the visualizer, markers and the ghost
+    # pose come out, while the arm and the simulated camera keep streaming.
+    _available("arm_driver", "sim_world", "vla_policy", "action_visualizer")
+    tiny = pytest.importorskip("vla_policy_node.tiny_smolvla")
+    checkpoint = tiny.build_tiny_checkpoint(tmp_path / "ckpt")
+    graph = g.load_graph("pick", sim=True, overrides={"checkpoint": str(checkpoint), "task": "Pick up the white box"})
+    with GraphRunner(graph, log=lambda _: None) as runner:
+        assert runner.activated == ["arm_driver", "vla_policy"]
+        runner.monitor.reset()
+        runner.spin_for(8.0)
+        counts = runner.topic_counts()
+    for topic in ("joint_states", "camera/image_raw", "vla/action_chunk", "vla/markers",
+                  "vla/predicted_joint_states", "sim/box_pose"):
+        assert counts[topic] > 0, f"nothing on {topic}: {counts}"
+    assert counts["vla/markers"] >= counts["vla/action_chunk"] - 1  # one MarkerArray per chunk
+
+
 def test_cli_show_prints_the_graph(capsys):
     assert main(["show", "pick"]) == 0
     out = capsys.readouterr().out
