@@ -241,12 +241,14 @@ class CameraCapture:
 
     def _open_failed(self, reason: str) -> None:
         with self._lock:
+            repeated = reason == self._status.last_error
             self._status.failed_opens += 1
             self._status.connected = False
             self._status.state = "reconnecting"
             self._status.last_error = reason
             self._status.message = f"{reason}; retrying every {self.config.reconnect_interval_s:.1f} s"
-        LOG.warning("camera: %s", reason)
+        # Once per distinct reason: a camera that stays away must not flood the log (status() has the count).
+        (LOG.debug if repeated else LOG.warning)("camera: %s (retrying)", reason)
 
     def _lost(self, capture: cv2.VideoCapture, reason: str) -> None:
         capture.release()
