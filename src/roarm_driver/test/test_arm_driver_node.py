@@ -1,0 +1,356 @@
+"""The real arm_driver node over a pty to the firmware simulator: state, commands, safety, faults, reconnect."""
+
+import math
+import time
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
+from std_srvs.srv import SetBool, Trigger
+
+from roarm_interfaces.action import MoveJoints
+from roarm_driver import joints
+from roarm_driver.firmware_sim import FirmwareSimulator
+
+from driver_rig import Rig, wait_until
+
+HOME = joints.HOME_POSITIONS.copy()
+NAMES = list(joints.JOINT_NAMES)
+
+
+@pytest.fixture
+def make_rig():
+    rigs = []
+
+    def make(**kwargs):
+        rig = Rig(**kwargs)
+        rigs.append(rig)
+        return rig
+
+    yield make
+    for rig in rigs:
+        rig.close()
+
+
+@pytest.fixture
+def rig(make_rig):
+    return make_rig()
+
+
+def test_publishes_the_simulator_state_at_line_rate_and_moves_nothing_at_start(rig):
+    pose = np.array([0.3, -0.2, 1.2, 0.4, -0.5, 0.8])
+    rig.sim.set_joints(pose)
+    assert wait_until(lambda: np.allclose(rig.measured(), pose, atol=2e-3))
+    msg = rig.probe.latest()
+    assert list(msg.name) == NAMES and len(msg.effort) == 6
+    assert np.allclose(msg.position, rig.sim.joints, atol=2e-3)
+    t0 = time.monotonic()
+    time.sleep(1.0)
+    states = rig.probe.states_since(t0)
+    snap = rig.node.snapshot()
+    limit = snap["line_rate_limit_hz"]
+    assert 0.8 * limit < len(states) <= 1.05 * limit, (len(states), limit)
+    stamps = [m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in states]
+    assert all(b > a for a, b in zip(stamps, stamps[1:]))
+    # start-up wrote only the output mode: no motion command
+    assert rig.t102_count() == 0 and [m["T"] for _, m in rig.sim.commands] == [605]
+
+
+def test_flushes_stale_frames_of_a_firmware_that_boots_streaming(make_rig):
+    sim = FirmwareSimulator(boot_mode=2, seed=0)
+    sim.start()
+    time.sleep(0.5)  # frames of the old pose pile up in the pty
+    new_pose = HOME + np.array([0.6, 0, 0, 0, 0, 0])
+    sim.set_joints(new_pose)
+    rig = make_rig(sim_started=sim)
+    first = np.array(rig.probe.states[0][1].position)
+    assert first == pytest.approx(new_pose, abs=2e-3)
+
+
+def test_streaming_setpoints_reach_the_wire_and_move_the_arm(rig):
+    latencies = []
+    rig.node.command_written_hook = lambda msg, receipt, written: latencies.append(written - receipt)
+    q = HOME.copy()
+    for _ in range(10):
+        q[0] += 0.05
+        rig.probe.send(q)
+        time.sleep(0.02)
+    assert wait_until(lambda: abs(rig.sim.joints[0] - 0.5) < 3e-3)
+    assert wait_until(lambda: abs(rig.measured()[0] - 0.5) < 3e-3)
+    assert len(latencies) == 10 and max(latencies) < 0.05
+    assert rig.sim.goal == pytest.approx(q, abs=1e-3)
+
+
+def test_multi_point_trajectory_is_executed_within_tolerance(rig):
+    times = [0.5, 1.0, 1.5]
+    points = [HOME + [0.3, 0.1, 0, 0, 0, 0.2], HOME + [0.6, 0.2, -0.2, 0.1, 0.3, 0.5], HOME + [0.4, 0.0, 0.1, 0, 0, 0.1]]
+    t0 = time.monotonic()
+    rig.probe.send(points, times=times)
+    errors = []
+    from roarm_driver.trajectory import Trajectory
+    expected = Trajectory.from_start(HOME, times, points)
+    while time.monotonic() - t0 < 1.7:
+        errors.append(np.max(np.abs(rig.sim.joints - expected.at(time.monotonic() - t0))))
+        time.sleep(0.02)
+    # tracking along the way: one command period of lag plus servo dynamics; a loaded CI machine adds jitter
+    assert np.median(errors) < 0.04 and max(errors) < 0.2, [round(e, 3) for e in errors]
+    assert wait_until(lambda: np.allclose(rig.measured(), points[-1], atol=3e-3), 1.0)
+    assert rig.t102_count() >= 0.8 * 1.5 * 50  # streamed at command_rate
+
+
+def test_unknown_names_nan_and_max_step_are_rejected(rig):
+    before = rig.t102_count()
+    rig.probe.send([0.1], names=["elbow_joint"])
+    bad = HOME.copy()
+    bad[2] = math.nan
+    rig.probe.send(bad)
+    far = HOME + [1.0, 0, 0, 0, 0, 0]  # 1 rad > max_step
+    rig.probe.send(far)
+    rig.probe.send(HOME + [0.1, 0, 0, 0, 0, 0], names=NAMES)
+    rig.probe.send([HOME, far], times=[0.1, 0.15])  # a trajectory that would need 20 rad/s
+    assert wait_until(lambda: rig.node.snapshot().get("rejected_max_step") == 2)
+    snap = rig.node.snapshot()
+    assert (snap.get("rejected_names"), snap.get("rejected_nan"), snap.get("rejected_max_step")) == (1, 1, 2)
+    assert "max_step" in snap["last_rejection"]
+    time.sleep(0.2)
+    assert rig.t102_count() == before + 1 and rig.sim.goal[0] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_limits_are_clamped_by_default(make_rig):
+    rig = make_rig(max_step=2.0)
+    q = HOME.copy()
+    q[5] = 1.6  # gripper opens past 1.5: clamped
+    rig.probe.send(q)
+    assert wait_until(lambda: abs(rig.sim.goal[5] - 1.5) < 1e-3)
+    q[1] = -1.8  # shoulder past -pi/2, in a trajectory: each waypoint clamped
+    rig.probe.send([q, q], times=[1.0, 1.1])
+    assert wait_until(lambda: abs(rig.sim.joints[1] + math.pi / 2) < 3e-3, 2.0)
+    assert rig.node.snapshot()["clamped"] >= 2
+
+
+def test_limits_reject_mode(make_rig):
+    rig = make_rig(limit_mode="reject")
+    q = HOME.copy()
+    q[5] = 1.6
+    rig.probe.send(q)
+    assert wait_until(lambda: rig.node.snapshot().get("rejected_limits") == 1)
+    assert rig.t102_count() == 0
+
+
+def test_step_clamp_mode_rate_limits_instead(make_rig):
+    rig = make_rig(step_mode="clamp", max_step=0.1)
+    rig.probe.send(HOME + [0.5, 0, 0, 0, 0, 0])
+    assert wait_until(lambda: abs(rig.sim.goal[0] - 0.1) < 1e-3)
+
+
+def test_watchdog_holds_the_last_pose(make_rig):
+    rig = make_rig(watchdog_timeout=0.2)
+    rig.probe.send(HOME + [0.15, 0, 0, 0, 0, 0])
+    assert wait_until(lambda: rig.node.snapshot()["watchdog_trips"] == 1, 1.0)
+    assert rig.node.snapshot()["state"] == "holding"
+    assert wait_until(lambda: abs(rig.sim.joints[0] - 0.15) < 3e-3)
+    time.sleep(0.3)
+    assert rig.node.snapshot()["watchdog_trips"] == 1  # trips once per silence
+    assert rig.sim.goal[0] == pytest.approx(0.15, abs=1e-3)
+
+
+def test_estop_latches_until_reset_and_reset_does_not_jump(rig):
+    rig.probe.send(HOME + [0.1, 0, 0, 0, 0, 0])
+    assert wait_until(lambda: abs(rig.sim.joints[0] - 0.1) < 3e-3)
+    assert rig.probe.call(rig.probe.estop, Trigger.Request()).success
+    assert wait_until(lambda: not rig.sim.torque_on)
+    rig.sim.guide(HOME + [0.3, 0, 0, 0, 0, 0])  # the limp arm is pushed
+    count = rig.t102_count()
+    rig.probe.send(HOME + [0.35, 0, 0, 0, 0, 0])
+    time.sleep(0.3)
+    assert rig.t102_count() == count and rig.node.snapshot()["rejected_estop"] == 1
+    goal = MoveJoints.Goal(joint_names=NAMES[:1], positions=[0.0])
+    assert rig.probe.move.wait_for_server(timeout_sec=3.0)
+    future = rig.probe.move.send_goal_async(goal)
+    assert wait_until(future.done) and not future.result().accepted
+    assert not rig.probe.call(rig.probe.set_torque, SetBool.Request(data=True)).success  # still latched
+    assert rig.probe.call(rig.probe.reset_estop, Trigger.Request()).success
+    assert wait_until(lambda: rig.sim.torque_on)
+    time.sleep(0.3)
+    assert rig.sim.joints[0] == pytest.approx(0.3, abs=3e-3)  # torque back where the hand left it
+    assert not rig.probe.call(rig.probe.reset_estop, Trigger.Request()).success  # nothing to reset
+    rig.probe.send(HOME + [0.35, 0, 0, 0, 0, 0])
+    assert wait_until(lambda: abs(rig.sim.joints[0] - 0.35) < 3e-3)
+
+
+def test_estop_hold_mode_stops_a_trajectory_where_it_is(make_rig):
+    rig = make_rig(estop_action="hold")
+    rig.probe.send([HOME + [0.5, 0, 0, 0, 0, 0], HOME + [1.0, 0, 0, 0, 0, 0]], times=[1.0, 2.0])
+    time.sleep(0.6)
+    assert rig.probe.call(rig.probe.estop, Trigger.Request()).success
+    stopped = rig.sim.joints[0]
+    time.sleep(0.5)
+    assert 0.1 < stopped < 0.6 and rig.sim.torque_on
+    assert rig.sim.joints[0] == pytest.approx(stopped, abs=0.05)
+
+
+def test_torque_off_for_hand_guiding_and_back_on_without_jump(rig):
+    assert rig.probe.call(rig.probe.set_torque, SetBool.Request(data=False)).success
+    assert wait_until(lambda: not rig.sim.torque_on)
+    guided = HOME + [0.5, 0.2, -0.1, 0, 0, 0.3]
+    rig.sim.guide(guided)
+    assert wait_until(lambda: np.allclose(rig.measured(), guided, atol=3e-3))  # state still published
+    rig.probe.send(guided)
+    time.sleep(0.2)
+    assert rig.node.snapshot()["rejected_torque_off"] == 1
+    assert rig.probe.call(rig.probe.set_torque, SetBool.Request(data=True)).success
+    assert wait_until(lambda: rig.sim.torque_on)
+    time.sleep(0.3)
+    assert np.allclose(rig.sim.joints, guided, atol=3e-3)
+
+
+def _send_goal(rig, names, positions, duration=0.0, tolerance=0.0, feedback=None):
+    assert rig.probe.move.wait_for_server(timeout_sec=3.0)
+    goal = MoveJoints.Goal(joint_names=names, positions=positions, duration=duration, tolerance=tolerance)
+    future = rig.probe.move.send_goal_async(goal, feedback_callback=feedback)
+    assert wait_until(future.done)
+    return future.result()
+
+
+@pytest.mark.parametrize("executor", ["multi", "single"])
+def test_move_joints_action_with_feedback(make_rig, executor):
+    rig = make_rig(executor=executor)
+    feedback = []
+    handle = _send_goal(rig, [NAMES[2], NAMES[0]], [1.2, -0.4], duration=1.0,
+                        feedback=lambda fb: feedback.append(fb.feedback))
+    assert handle.accepted
+    result_future = handle.get_result_async()
+    assert wait_until(result_future.done, 5.0)
+    result = result_future.result().result
+    assert result.success, result.message
+    assert result.final_positions == pytest.approx([1.2, -0.4], abs=0.03) and result.max_error < 0.03
+    assert len(feedback) >= 10
+    progress = [f.progress for f in feedback]
+    assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
+    assert feedback[0].max_error > 0.1 and len(feedback[0].current_positions) == 2
+    assert rig.sim.joints[1] == pytest.approx(HOME[1], abs=3e-3)  # unnamed joints kept their pose
+
+
+def test_move_joints_cancel_stops_the_arm(rig):
+    handle = _send_goal(rig, NAMES[:1], [1.5], duration=3.0)
+    time.sleep(0.5)
+    cancel = handle.cancel_goal_async()
+    assert wait_until(cancel.done)
+    result_future = handle.get_result_async()
+    assert wait_until(result_future.done)
+    result = result_future.result()
+    assert result.status == 5 and result.result.message == "canceled"  # GoalStatus.STATUS_CANCELED
+    stopped = rig.sim.joints[0]
+    time.sleep(0.5)
+    assert 0.1 < stopped < 0.5 and rig.sim.joints[0] == pytest.approx(stopped, abs=0.03)
+
+
+def test_move_joints_rejects_bad_goals_with_a_message(rig):
+    handle = _send_goal(rig, ["nope"], [0.0])
+    result_future = handle.get_result_async()
+    assert wait_until(result_future.done)
+    result = result_future.result().result
+    assert not result.success and "nope" in result.message
+
+
+def test_injected_faults_are_survived_and_nothing_is_lost_after(rig):
+    sim = rig.sim
+    sim.inject_garbage(50)
+    sim.truncate_next_lines(3)
+    sim.drop_replies(3)
+    sim.inject_garbage(b"Sent with success\r\n24:0A:C4:12:34:56\r\n42\r\n{\"T\":4242}\r\n")
+    time.sleep(0.5)
+    snap = rig.node.snapshot()
+    assert snap["lines_partial"] >= 1 and snap["lines_non_json"] >= 2 and snap["lines_unknown_t"] == 1
+    assert snap["connected"] and snap["state"] == "idle"
+    # after recovery: every line the firmware sends is published
+    sent0, got0 = sim.stats["feedback_lines"], rig.probe.count()
+    time.sleep(1.0)
+    sent, got = sim.stats["feedback_lines"] - sent0, rig.probe.count() - got0
+    assert abs(sent - got) <= 2 and sent > 40
+    rig.probe.send(HOME + [0.1, 0, 0, 0, 0, 0])
+    assert wait_until(lambda: abs(rig.measured()[0] - 0.1) < 3e-3)
+
+
+def test_unplug_and_replug_resumes_within_a_second_without_moving(rig):
+    rig.probe.send(HOME + [0.2, 0, 0, 0, 0, 0])
+    assert wait_until(lambda: abs(rig.measured()[0] - 0.2) < 3e-3)
+    rig.sim.disconnect()
+    assert wait_until(lambda: not rig.node.snapshot()["connected"], 1.0)
+    time.sleep(0.3)
+    count = rig.probe.count()
+    time.sleep(0.3)
+    assert rig.probe.count() == count  # nothing published while unplugged
+    assert wait_until(lambda: any(d.status[0].level == DiagnosticStatus.ERROR for d in rig.probe.diagnostics), 2.0)
+    rig.probe.send(HOME + [0.25, 0, 0, 0, 0, 0])  # refused while down
+    rig.sim.guide(HOME + [0.4, 0, 0, 0, 0, 0])  # someone moves the arm meanwhile (torque on: it pulls back)
+    rig.sim.set_joints(HOME + [0.4, 0, 0, 0, 0, 0])
+    n_commands = len(rig.sim.commands)
+    t_replug = time.monotonic()
+    rig.sim.reconnect()
+    assert wait_until(lambda: rig.probe.count() > count, 1.0), "publishing did not resume within 1 s"
+    assert time.monotonic() - t_replug < 1.0
+    time.sleep(0.3)
+    after = [m["T"] for _, m in list(rig.sim.commands)[n_commands:]]
+    assert after == [605]  # only the output mode: no motion on reconnect
+    assert rig.measured()[0] == pytest.approx(0.4, abs=3e-3)
+    assert rig.node.snapshot()["rejected_disconnected"] == 1
+    # the next step is checked against the measured pose, not the pre-unplug target
+    rig.probe.send(HOME + [0.45, 0, 0, 0, 0, 0])
+    assert wait_until(lambda: abs(rig.sim.joints[0] - 0.45) < 3e-3)
+
+
+def test_request_mode_polls_and_recovers_dropped_replies(make_rig):
+    rig = make_rig(feedback_mode="request")
+    assert rig.sim.output_mode == 0
+    rig.sim.drop_replies(2)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    time.sleep(1.0)
+    rate = len(rig.probe.states_since(t0))
+    assert rate > 30  # ping-pong at 115200: well above the SDK's ~23 Hz
+    assert rig.node.snapshot()["feedback_rerequests"] >= 2
+
+
+def test_stream_restarts_after_a_firmware_reboot(rig):
+    rig.sim.reboot()  # back to boot mode 0: the stream stops
+    count = rig.probe.count()
+    assert wait_until(lambda: rig.probe.count() > count + 10, 2.0)
+    assert rig.node.snapshot()["stream_restarts"] >= 1
+
+
+def test_deactivate_stops_streaming_and_holds(rig):
+    rig.probe.send([HOME + [0.5, 0, 0, 0, 0, 0], HOME + [1.0, 0, 0, 0, 0, 0]], times=[1.0, 2.0])
+    time.sleep(0.5)
+    rig.node.trigger_deactivate()
+    count = rig.t102_count()
+    held = rig.sim.joints[0]
+    time.sleep(0.4)
+    assert rig.t102_count() == count and rig.sim.torque_on
+    assert rig.sim.joints[0] == pytest.approx(held, abs=0.05)
+    rig.probe.send(HOME)
+    time.sleep(0.2)
+    assert rig.t102_count() == count
+
+
+def test_move_on_startup_only_when_asked(make_rig):
+    rig = make_rig(move_on_startup=True, startup_pose=[0.2, 0.0, 1.4, 0.0, 0.0, 0.0])
+    assert wait_until(lambda: np.allclose(rig.sim.joints, [0.2, 0.0, 1.4, 0.0, 0.0, 0.0], atol=3e-3), 3.0)
+
+
+def test_port_missing_at_configure_is_retried(make_rig):
+    sim = FirmwareSimulator(seed=0)
+    rig = make_rig(sim_started=sim, start=False)
+    port = sim.port
+    sim.stop()
+    rig.node.set_parameters([])
+    rig.node.trigger_configure()
+    rig.node.trigger_activate()
+    time.sleep(0.3)
+    assert not rig.node.snapshot()["connected"] and "open" in rig.node.snapshot()["last_error"]
+    sim2 = FirmwareSimulator(seed=0, link_path=port)
+    sim2.start()
+    try:
+        assert wait_until(lambda: rig.probe.count() > 0, 1.0)
+    finally:
+        sim2.stop()
