@@ -341,37 +341,48 @@ def _wrap(angle: float) -> float:
     return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
-def _ik_candidates(xyz: np.ndarray, pitch: float, roll: float, gripper: float,
-                   geometry: PlanarGeometry) -> list[tuple[np.ndarray, str]]:
-    """Every analytic solution (base facing the target or turned away, elbow either way); limits not checked."""
-    x, y, z = (float(v) for v in xyz)
-    phi = pitch + HALF_PI  # tool direction, angle from the vertical
+def _planar_solutions(r: float, z: float, phi: float, geometry: PlanarGeometry,
+                      unit: str = "m") -> tuple[list[tuple[float, float, float]], str]:
+    """(s, e, t) that put the tool point at (r, z) of the arm's plane with the tool along ``phi`` (from the
+    vertical): [elbow up, elbow down], or ([], reason) when the wrist point is out of the arm's span."""
     l2 = geometry.upper_arm_length
     t2 = geometry.upper_arm_angle
     l3 = geometry.l3
+    # Wrist pivot in the plane, relative to the shoulder pivot.
+    wr = r - geometry.tool_along * math.sin(phi) - geometry.tool_offset * math.cos(phi)
+    wz = z - geometry.shoulder_height - geometry.tool_along * math.cos(phi) + geometry.tool_offset * math.sin(phi)
+    d2 = wr * wr + wz * wz
+    cos_gamma = (d2 - l2 * l2 - l3 * l3) / (2 * l2 * l3)
+    if cos_gamma > 1.0 + 1e-12 or cos_gamma < -1.0 - 1e-12:
+        return [], (f"wrist point {math.sqrt(d2):.4f} {unit} from the shoulder, arm spans "
+                    f"{abs(l2 - l3):.4f} .. {l2 + l3:.4f} {unit}")
+    cos_gamma = min(1.0, max(-1.0, cos_gamma))
+    out = []
+    for gamma in (math.acos(cos_gamma), -math.acos(cos_gamma)):
+        # gamma = forearm angle minus upper-arm line angle (both from the vertical); > 0 = elbow up.
+        alpha = math.atan2(wr, wz) - math.atan2(l3 * math.sin(gamma), l2 + l3 * math.cos(gamma))
+        s = alpha - t2
+        e = gamma + t2
+        out.append((s, e, phi - s - e))
+    return out, ""
+
+
+def _ik_candidates(xyz: np.ndarray, pitch: float, roll: float, gripper: float,
+                   geometry: PlanarGeometry) -> list[tuple[Optional[np.ndarray], str]]:
+    """Every analytic solution (base facing the target or turned away, elbow either way); limits not checked.
+
+    A (None, reason) entry stands for a base direction whose wrist point is out of reach."""
+    x, y, z = (float(v) for v in xyz)
+    phi = pitch + HALF_PI  # tool direction, angle from the vertical
     horizontal = math.hypot(x, y)
     facing = math.atan2(y, x) if horizontal > 1e-12 else 0.0
-    out: list[tuple[np.ndarray, str]] = []
+    out: list[tuple[Optional[np.ndarray], str]] = []
     for base, r in ((facing, horizontal), (_wrap(facing + math.pi), -horizontal)):
-        # Wrist pivot in the plane, relative to the shoulder pivot.
-        wr = r - geometry.tool_along * math.sin(phi) - geometry.tool_offset * math.cos(phi)
-        wz = (z - geometry.shoulder_height - geometry.tool_along * math.cos(phi)
-              + geometry.tool_offset * math.sin(phi))
-        d2 = wr * wr + wz * wz
-        cos_gamma = (d2 - l2 * l2 - l3 * l3) / (2 * l2 * l3)
-        if cos_gamma > 1.0 + 1e-12 or cos_gamma < -1.0 - 1e-12:
-            out.append((None, f"wrist point {math.sqrt(d2):.4f} m from the shoulder, arm spans "
-                              f"{abs(l2 - l3):.4f} .. {l2 + l3:.4f} m"))
-            continue
-        cos_gamma = min(1.0, max(-1.0, cos_gamma))
-        for gamma in (math.acos(cos_gamma), -math.acos(cos_gamma)):
-            # gamma = forearm angle minus upper-arm line angle (both from the vertical).
-            alpha = math.atan2(wr, wz) - math.atan2(l3 * math.sin(gamma), l2 + l3 * math.cos(gamma))
-            s = alpha - t2
-            e = gamma + t2
-            t = phi - s - e
-            q = np.array([base, _wrap(s), _wrap(e), _wrap(t), roll, gripper])
-            out.append((q, ""))
+        solutions, reason = _planar_solutions(r, z, phi, geometry)
+        if not solutions:
+            out.append((None, reason))
+        for s, e, t in solutions:
+            out.append((np.array([base, _wrap(s), _wrap(e), _wrap(t), roll, gripper]), ""))
     return out
 
 
@@ -440,6 +451,36 @@ def inverse_kinematics(
     return valid[int(np.argmin(distances))]
 
 
+def firmware_inverse_kinematics(x_mm: float, y_mm: float, z_mm: float, tit: float, roll: float = 0.0,
+                                gripper_firmware: float = math.pi) -> np.ndarray:
+    """The firmware's own Cartesian IK (T:104 / T:1041, RoArmM3_baseCoordinateCtrl): firmware x/y/z (mm, z from
+    the shoulder pivot) and tit -> firmware radians [b, s, e, t, r, g].
+
+    Same solution branch as the firmware (base facing the target, elbow up; a wrist point on or behind the base
+    axis is put on the axis with the base at 0, as the firmware does); like the firmware it neither wraps nor
+    limits the joints (its per-joint commands clamp afterwards). Raises ValueError where the firmware reports nanIK
+    (target out of reach), in which case the real arm ignores the goal.
+    """
+    values = (x_mm, y_mm, z_mm, tit, roll, gripper_firmware)
+    if not all(math.isfinite(float(v)) for v in values):
+        raise ValueError(f"firmware IK inputs must be finite, got {values}")
+    geometry = PlanarGeometry(0.0, FW_L2A, FW_L2B, FW_L3A, FW_L4A, FW_L4B)  # millimetres, z from the shoulder
+    phi = float(tit) + HALF_PI
+    tool_reach = geometry.tool_along * math.sin(phi) + geometry.tool_offset * math.cos(phi)  # horizontal extent
+    horizontal = math.hypot(x_mm, y_mm)
+    if horizontal - tool_reach <= 1e-6:
+        # Wrist point on or behind the base axis: the firmware puts it on the axis and the base at 0.
+        base, r = 0.0, tool_reach
+    else:
+        base, r = math.atan2(y_mm, x_mm), horizontal
+    solutions, reason = _planar_solutions(r, float(z_mm), phi, geometry, unit="mm")
+    if not solutions:
+        raise ValueError(f"firmware IK: no solution for x={x_mm:.1f} y={y_mm:.1f} z={z_mm:.1f} mm, tit={tit:.3f} "
+                         f"rad: {reason}")
+    s, e, t = solutions[0]  # elbow up, the firmware's branch
+    return np.array([base, s, e, t, float(roll), float(gripper_firmware)])
+
+
 def is_reachable(xyz: Sequence[float], pitch: float = HALF_PI) -> bool:
     """True when inverse_kinematics finds a solution inside the joint limits."""
     try:
@@ -479,5 +520,5 @@ __all__ = [
     "link_transforms_batch", "forward_kinematics", "forward_kinematics_batch", "tcp_position", "tcp_positions",
     "tool_pitch", "base_link_to_world", "world_to_base_link", "jaw_tip_position", "jaw_tip_positions",
     "gripper_gap", "gripper_for_gap", "grasp_point", "firmware_xyz", "firmware_xyz_from_urdf", "planar_tcp",
-    "planar_position", "inverse_kinematics", "inverse_kinematics_all", "is_reachable", "radial_reach", "wrap_to_limits",
+    "planar_position", "inverse_kinematics", "inverse_kinematics_all", "firmware_inverse_kinematics", "is_reachable", "radial_reach", "wrap_to_limits",
 ]

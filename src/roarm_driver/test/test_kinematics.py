@@ -238,3 +238,44 @@ def test_jaw_tip_batch_equals_single():
     tips = kin.jaw_tip_positions(q_batch)
     for q, tip in zip(q_batch, tips):
         np.testing.assert_allclose(tip, kin.jaw_tip_position(q), atol=1e-12)
+
+
+# --- the firmware's own Cartesian IK (T:104 / T:1041) --------------------------------------------------------------------
+def test_firmware_ik_inverts_firmware_xyz_on_the_firmware_branch():
+    rng = np.random.default_rng(11)
+    fw_mm = kin.PlanarGeometry(0.0, kin.FW_L2A, kin.FW_L2B, kin.FW_L3A, kin.FW_L4A, kin.FW_L4B)
+    checked = 0
+    for _ in range(400):
+        # Elbow-up poses (the firmware's branch) whose wrist lies in front of the base axis.
+        q = np.array([rng.uniform(-math.pi, math.pi), rng.uniform(-1.2, 1.2), rng.uniform(0.2, 2.6),
+                      rng.uniform(-1.4, 1.4), rng.uniform(-1, 1), rng.uniform(1.1, 3.1)])
+        wrist_r = kin.FW_L2B * math.cos(q[1]) + kin.FW_L2A * math.sin(q[1]) + kin.FW_L3A * math.sin(q[1] + q[2])
+        tcp_r = kin.planar_tcp(q[1], q[2], q[3], fw_mm)[0]
+        if wrist_r < 1.0 or tcp_r < 1.0:  # wrist and tool point in front of the base axis
+            continue
+        x, y, z, tit = kin.firmware_xyz(q)
+        solution = kin.firmware_inverse_kinematics(x, y, z, tit, q[4], q[5])
+        np.testing.assert_allclose(solution, q, atol=1e-9)
+        assert kin.firmware_xyz(solution) == pytest.approx((x, y, z, tit), abs=1e-6)
+        # The same answer as the general IK with the firmware's numbers (elbow up, facing the target).
+        general = kin._ik_candidates(np.array([x, y, z]), tit, q[4], q[5], fw_mm)[0][0]
+        np.testing.assert_allclose(kin.wrap_to_limits(general)[:4], kin.wrap_to_limits(solution)[:4], atol=1e-9)
+        checked += 1
+    assert checked > 250
+    x, y, z, tit = kin.firmware_xyz([0.0, 0.0, math.pi / 2, 0.0, 0.0, math.pi])
+    np.testing.assert_allclose(kin.firmware_inverse_kinematics(x, y, z, tit), [0, 0, math.pi / 2, 0, 0, math.pi],
+                               atol=1e-9)
+
+
+def test_firmware_ik_wrist_behind_the_axis_and_out_of_reach():
+    # Tool pitched 0.5 rad down reaches ~144 mm forward of the wrist; a target 50 mm from the axis would need the
+    # wrist behind it: the firmware puts the wrist on the base axis with the base at 0 instead.
+    q = kin.firmware_inverse_kinematics(30.0, 40.0, 100.0, 0.5)
+    assert q[0] == 0.0
+    x, y, z, tit = kin.firmware_xyz(q)
+    reach = math.hypot(kin.FW_L4A, kin.FW_L4B) * math.cos(0.5 + math.atan2(kin.FW_L4B, kin.FW_L4A))
+    assert (x, y, z, tit) == pytest.approx((reach, 0.0, 100.0, 0.5), abs=1e-6)
+    with pytest.raises(ValueError, match="firmware IK"):
+        kin.firmware_inverse_kinematics(900.0, 0.0, 0.0, 0.0)
+    with pytest.raises(ValueError):
+        kin.firmware_inverse_kinematics(float("nan"), 0.0, 0.0, 0.0)
