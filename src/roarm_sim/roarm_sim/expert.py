@@ -38,6 +38,8 @@ class ExpertConfig:
     descend_steps: int = 5  # IK waypoints on the straight way down (and up)
     settle_tolerance: float = 0.04  # rad, measured joints this close to a phase's goal end the phase
     settle_timeout: float = 2.0  # s, a phase ends this long after its time even if the arm lags
+    max_command_step: float = 0.15  # rad, most any joint's setpoint moves between two calls (the driver
+    # rejects steps over its max_step, 0.2 rad: a late tick must not produce a step it would refuse)
     pitches: tuple[float, ...] = (math.pi / 2, 1.35, 1.2, 1.05)  # tool pitches to try, steepest first
 
     def __post_init__(self):
@@ -68,6 +70,7 @@ class ScriptedExpert:
         self.phases: list[_Phase] = []
         self.index = 0
         self.failure = ""
+        self._last: np.ndarray | None = None  # last setpoint handed out (the driver's step reference)
 
     @property
     def phase(self) -> str:
@@ -86,10 +89,21 @@ class ScriptedExpert:
             self.phases = []
             raise
         self.index = 0
+        self._last = q_start.copy()
         self._begin(0, q_start, t)
 
     def setpoint(self, t: float, q_measured) -> np.ndarray:
-        """Joint setpoint (URDF radians) for time ``t`` given the measured joints."""
+        """Joint setpoint (URDF radians) for time ``t`` given the measured joints; no joint moves more than
+        ``max_command_step`` from the previous setpoint (a late call catches up over the next calls)."""
+        target = self._planned_setpoint(t, q_measured)
+        if self._last is None:
+            self._last = target
+        else:
+            step = self.config.max_command_step
+            self._last = self._last + np.clip(target - self._last, -step, step)
+        return self._last.copy()
+
+    def _planned_setpoint(self, t: float, q_measured) -> np.ndarray:
         if not self.phases:
             return np.asarray(q_measured, dtype=float).copy()
         phase = self.phases[self.index]

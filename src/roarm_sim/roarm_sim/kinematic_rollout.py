@@ -26,16 +26,19 @@ class RolloutResult:
     elapsed: float
     detail: str
     min_clearance: float  # 0 when every arm point stayed above the table top, -1 when one went into it
+    rejected_steps: int  # setpoints the real driver would refuse (a joint step over driver_max_step)
     frames: list  # rendered frames when asked for
 
 
 def run_episode(seed: int, world: SimWorld | None = None, expert_config: ExpertConfig = ExpertConfig(),
                 command_rate: float = 20.0, physics_rate: float = 100.0, render_every: int = 0,
-                assumed_box_size: float | None = 0.03) -> RolloutResult:
+                assumed_box_size: float | None = 0.03, late_tick_probability: float = 0.0,
+                driver_max_step: float = 0.2) -> RolloutResult:
     """One episode from ``seed``: the arm starts at the episode's start pose (as after a reset), the expert plans
     from the measured joints, setpoints go to the servos at ``command_rate``, the world steps at ``physics_rate``.
     assumed_box_size: the box edge the expert plans with (the node only knows the box's pose, not its size, so it
-    assumes its ``box_size`` parameter); None = the true size."""
+    assumes its ``box_size`` parameter); None = the true size. late_tick_probability: chance that a command tick
+    is skipped (a busy executor), to check that the expert's steps stay within the driver's max_step anyway."""
     from .scene import arm_clear_of_table  # local: keeps the module's import light
 
     world = world or SimWorld()
@@ -51,15 +54,23 @@ def run_episode(seed: int, world: SimWorld | None = None, expert_config: ExpertC
             planned_box = BoxPose(*episode.box.position, episode.box.yaw, assumed_box_size, assumed_box_size)
         expert.start(planned_box, q, 0.0)
     except PlanningError as exc:
-        return RolloutResult(seed, 2, 0.0, f"planning failed: {exc}", 0.0, frames)
+        return RolloutResult(seed, 2, 0.0, f"planning failed: {exc}", 0.0, 0, frames)
     dt = 1.0 / physics_rate
     per_command = max(1, int(round(physics_rate / command_rate)))
     min_clear = np.inf
     t, k = 0.0, 0
+    rng = np.random.default_rng(seed)
+    reference = q.copy()  # the driver measures each step from its last accepted command
+    rejected = 0
     state = world.step(q, t)
     while state.status == RUNNING:
-        if k % per_command == 0:
-            servos.command(joints.urdf_to_firmware(expert.setpoint(t, q)), 0, 0)
+        if k % per_command == 0 and rng.random() >= late_tick_probability:
+            setpoint = expert.setpoint(t, q)
+            if np.max(np.abs(setpoint - reference)) > driver_max_step:
+                rejected += 1  # as arm_driver does: refused, the arm keeps its last goal
+            else:
+                reference = setpoint
+                servos.command(joints.urdf_to_firmware(setpoint), 0, 0)
         servos.step(dt)
         t += dt
         k += 1
@@ -70,4 +81,4 @@ def run_episode(seed: int, world: SimWorld | None = None, expert_config: ExpertC
         if render_every and k % render_every == 0:
             frames.append(world.render(q))
     return RolloutResult(seed, state.status, state.elapsed, f"{STATUS_NAMES[state.status]}: {state.detail}",
-                         float(min_clear if np.isfinite(min_clear) else 0.0), frames)
+                         float(min_clear if np.isfinite(min_clear) else 0.0), rejected, frames)

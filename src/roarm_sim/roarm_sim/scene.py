@@ -68,6 +68,7 @@ class SceneConfig:
     start_high: tuple[float, ...] = (1.3, 0.6, 2.2, 0.9, 1.2, 1.2)
     start_clearance: float = 0.06  # every drawn arm point at least this far above the table top, m
     start_box_clearance: float = 0.10  # hand at least this far from the box centre (horizontally), m
+    start_max_height: float = 0.30  # every drawn arm point at most this high above base_link (stays in view), m
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,12 @@ def draw_box(rng: np.random.Generator, config: SceneConfig) -> BoxPose:
                    size, height)
 
 
-def arm_clear_of_table(q: np.ndarray, table_top_z: float, clearance: float) -> bool:
-    """True when the links, wrist and fingertips are all at least ``clearance`` above the table top."""
+def arm_clear_of_table(q: np.ndarray, table_top_z: float, clearance: float, max_height: float = math.inf) -> bool:
+    """True when the links, wrist and jaws are all at least ``clearance`` above the table top (and no higher
+    than ``max_height`` in base_link)."""
     drawing = arm_model.arm_drawing(q)
-    points = drawing.links[2:] + [*drawing.fixed_jaw, *drawing.moving_jaw]
-    return min(p[2] for p in points) >= table_top_z + clearance
+    heights = [p[2] for p in drawing.links[2:] + [*drawing.fixed_jaw, *drawing.moving_jaw]]
+    return min(heights) >= table_top_z + clearance and max(heights) <= max_height
 
 
 def draw_start_pose(rng: np.random.Generator, config: SceneConfig, box: BoxPose) -> np.ndarray:
@@ -102,7 +104,7 @@ def draw_start_pose(rng: np.random.Generator, config: SceneConfig, box: BoxPose)
     low, high = np.array(config.start_low), np.array(config.start_high)
     for _ in range(1000):
         q = joints.clamp_to_limits(rng.uniform(low, high))
-        if not arm_clear_of_table(q, config.table_top_z, config.start_clearance):
+        if not arm_clear_of_table(q, config.table_top_z, config.start_clearance, config.start_max_height):
             continue
         tcp = arm_model.tcp_transform(q)[:3, 3]
         if math.hypot(tcp[0] - box.x, tcp[1] - box.y) < config.start_box_clearance:
@@ -130,8 +132,8 @@ class CameraModel:
     width: int = 640
     height: int = 480
     horizontal_fov_deg: float = 64.0
-    position: tuple[float, float, float] = (0.80, -0.56, 0.60)  # camera centre in base_link, m
-    look_at: tuple[float, float, float] = (0.10, 0.0, 0.13)  # point on the optical axis, m
+    position: tuple[float, float, float] = (0.58, -0.40, 0.46)  # camera centre in base_link, m
+    look_at: tuple[float, float, float] = (0.13, 0.0, 0.07)  # point on the optical axis, m
 
     def __post_init__(self):
         if self.width < 16 or self.height < 16:

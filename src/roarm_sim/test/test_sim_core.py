@@ -179,11 +179,13 @@ def test_world_times_out_when_nobody_moves_the_arm():
 # --- expert --------------------------------------------------------------------------------------------------
 def test_expert_succeeds_on_at_least_95_percent_of_seeded_boxes_and_start_poses():
     seeds = range(1000, 1060)
-    results = [run_episode(s) for s in seeds]
+    # a third of the command ticks come late (a busy executor): the steps must still suit the driver
+    results = [run_episode(s, late_tick_probability=0.3) for s in seeds]
     successes = sum(r.status == SUCCESS for r in results)
     failures = [(r.seed, r.detail) for r in results if r.status != SUCCESS]
     assert successes / len(results) >= 0.95, failures
     assert all(r.min_clearance >= 0 for r in results)  # no arm point ever went below the table top
+    assert sum(r.rejected_steps for r in results) == 0  # never a step arm_driver's max_step would refuse
     start_spread = np.array([draw_episode(s).start_pose for s in seeds])[:, :4].std(axis=0)
     assert np.all(start_spread > 0.15)  # and they really started from different poses
 
