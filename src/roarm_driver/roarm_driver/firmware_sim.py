@@ -54,34 +54,14 @@ import numpy as np
 
 from roarm_driver import joints
 from roarm_driver import protocol as proto
+from roarm_driver.kinematics import firmware_xyz
 from roarm_driver.servo_model import FIRMWARE_HOME, ServoBank, ServoParams
 
-try:  # engineer E's kinematics module carries the firmware FK; fall back to the same formula inline.
-    from roarm_driver.kinematics import firmware_xyz as _firmware_xyz  # type: ignore[attr-defined]
-except Exception:  # noqa: BLE001 - absent or not yet providing the function
-    _firmware_xyz = None
-
-_L2 = math.hypot(236.82, 30.0)
-_T2 = math.atan2(30.0, 236.82)
-_L3 = 144.49
-_LE = math.hypot(171.67, 13.69)
-_TE = math.atan2(13.69, 171.67)
 
 
 def firmware_fk(fw: np.ndarray) -> tuple[float, float, float, float]:
-    """Firmware radians -> (x, y, z mm, tit rad) as the firmware's T:1051 reports them."""
-    if _firmware_xyz is not None:
-        try:
-            x, y, z, *rest = _firmware_xyz(fw)
-            tit = rest[0] if rest else fw[1] + fw[2] + fw[3] - math.pi / 2
-            return float(x), float(y), float(z), float(tit)
-        except Exception:  # noqa: BLE001 - a different signature than expected: use the inline formula
-            pass
-    b, s, e, t = (float(v) for v in fw[:4])
-    a1, a2, a3 = math.pi / 2 - (s + _T2), math.pi / 2 - (e + s), math.pi / 2 - (e + s + t + _TE)
-    r = _L2 * math.cos(a1) + _L3 * math.cos(a2) + _LE * math.cos(a3)
-    z = _L2 * math.sin(a1) + _L3 * math.sin(a2) + _LE * math.sin(a3)
-    return r * math.cos(b), r * math.sin(b), z, e + s + t - math.pi / 2
+    """Firmware radians -> (x, y, z mm, tit rad) as the firmware's T:1051 reports them (kinematics.firmware_xyz)."""
+    return firmware_xyz(fw)
 
 
 BOOT_TEXT = (
@@ -124,6 +104,7 @@ class FirmwareSimulator:
         self.boot_mode = boot_mode
         self.boot_text = boot_text
         self.chunk_bytes = max(1, int(chunk_bytes))
+        self.max_catch_up_s = 0.1
         self.physics_dt = physics_dt
         self.timed_torque_off_s = timed_torque_off_s
         self.home_speed = home_speed
@@ -565,8 +546,9 @@ class FirmwareSimulator:
                 self.stats["bytes_dropped_host_full"] += len(chunk) - written
             self.stats["bytes_out"] += len(chunk)
             duration = len(chunk) / self.bytes_per_second
-            # Keep the long-run rate exact despite scheduling jitter, without bursting after a long stall.
-            self._tx_next = (self._tx_next if now - self._tx_next < 0.02 else now) + duration
+            # A real UART never stalls: catch up after scheduling hiccups of this process (up to 0.1 s) so the
+            # long-run byte rate stays exact, but do not burst out seconds of backlog after a long pause.
+            self._tx_next = (self._tx_next if now - self._tx_next < self.max_catch_up_s else now) + duration
 
 
 def main(argv: list[str] | None = None) -> int:
