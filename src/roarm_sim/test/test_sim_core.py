@@ -16,7 +16,7 @@ from roarm_sim.renderer import Renderer
 from roarm_sim.scene import TABLE_TOP_Z, CameraModel, SceneConfig, arm_clear_of_table, draw_episode
 from roarm_sim.world import SimWorld
 
-HIGH_POSE = np.array([0.0, -0.2, 1.2, 0.0, 0.0, 0.0])  # arm up and back: it occludes nothing on the table
+AWAY_POSE = np.array([2.0, 0.0, 1.4, 0.3, 0.0, 0.0])  # arm turned back-left, in view: it occludes no box
 
 
 def white_mask(image: np.ndarray) -> np.ndarray:
@@ -64,7 +64,7 @@ def test_bad_inputs_raise_clear_errors():
 def test_box_found_in_the_image_where_the_scene_says(seed):
     world = SimWorld()
     box = world.new_episode(seed).box
-    image = world.render(HIGH_POSE)
+    image = world.render(AWAY_POSE)
     assert image.shape == (480, 640, 3) and image.dtype == np.uint8
     mask = white_mask(image)
     assert mask.sum() > 50, "white box not visible"
@@ -80,13 +80,13 @@ def test_box_found_in_the_image_where_the_scene_says(seed):
 def test_image_size_is_a_parameter_and_the_arm_pose_shows():
     small = SimWorld(camera=CameraModel(width=320, height=240))
     small.new_episode(0)
-    assert small.render(HIGH_POSE).shape == (240, 320, 3)
+    assert small.render(AWAY_POSE).shape == (240, 320, 3)
     world = SimWorld()
     world.new_episode(0)
-    a, b = world.render(HIGH_POSE), world.render(HIGH_POSE + [0.6, 0.3, 0.0, 0.0, 0.0, 0.0])
+    a, b = world.render(AWAY_POSE), world.render(AWAY_POSE + [0.6, 0.3, 0.0, 0.0, 0.0, 0.0])
     assert np.mean(np.any(a != b, axis=2)) > 0.005  # moving the arm changes the picture
     # the joint discs are colour-coded: the elbow's green disc sits where the FK projects the elbow
-    elbow = dict(kinematics.link_transforms(HIGH_POSE))["link3"][:3, 3]
+    elbow = dict(kinematics.link_transforms(AWAY_POSE))["link3"][:3, 3]
     u, v = world.camera.project(elbow[None])[0][0]
     patch = a[int(v) - 2:int(v) + 3, int(u) - 2:int(u) + 3].reshape(-1, 3).astype(int)
     assert np.all(patch[:, 1] > patch[:, 0] + 60) and np.all(patch[:, 1] > patch[:, 2] + 60)
@@ -95,7 +95,7 @@ def test_image_size_is_a_parameter_and_the_arm_pose_shows():
 def test_gripper_opening_shows_in_the_image():
     world = SimWorld()
     world.new_episode(0)
-    closed, opened = HIGH_POSE.copy(), HIGH_POSE.copy()
+    closed, opened = AWAY_POSE.copy(), AWAY_POSE.copy()
     opened[5] = 1.2
     assert np.mean(np.any(world.render(closed) != world.render(opened), axis=2)) > 0.0005
 

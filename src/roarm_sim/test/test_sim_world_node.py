@@ -74,7 +74,7 @@ def test_world_publishes_camera_box_and_outcome_and_serves_resets(graph):
     probe.create_subscription(PoseStamped, "sim/box_pose", got["box"].append, 10)
     probe.create_subscription(EpisodeOutcome, "sim/episode_outcome", got["outcome"].append, 10)
     state_pub = probe.create_publisher(JointState, "joint_states", 10)
-    q = np.array([0.0, -0.2, 1.2, 0.0, 0.0, 0.0])
+    q = np.array([2.0, 0.0, 1.4, 0.3, 0.0, 0.0])  # turned away from the boxes, in view
 
     def publish_state():
         msg = JointState()
