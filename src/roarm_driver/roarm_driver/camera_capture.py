@@ -11,6 +11,7 @@ Guarantees (tested in test_camera_capture.py):
   reopened every ``reconnect_interval_s``; nothing raises out of the thread; ``status()`` says what happened.
 - Video files are paced at ``fps`` (0 = the file's own rate) and loop when ``loop`` is set; devices deliver at
   their own rate (``fps`` is requested from the driver), with a one-frame buffer so reads never lag behind.
+  Network streams (``rtsp://``, ``http://``) are live sources like devices: read as they come, reopened when lost.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ _BACKENDS = {"auto": cv2.CAP_ANY, "v4l2": cv2.CAP_V4L2, "ffmpeg": cv2.CAP_FFMPEG
 class CaptureConfig:
     """What to capture and how. See ``src/roarm_vla_bringup/config/camera_publisher.yaml`` for the defaults."""
 
-    source: str  # device index ("0"), device path ("/dev/video0") or a video file path
+    source: str  # device index ("0"), device path ("/dev/video0"), video file path or stream URL (rtsp://...)
     width: int = 0  # frames are resized to width x height when both > 0 (devices are asked for it first)
     height: int = 0
     fps: float = 30.0  # files: pacing rate (0 = the file's own rate); devices: requested rate
@@ -67,10 +68,20 @@ class CaptureConfig:
         return int(text) if text.isdigit() else None
 
     @property
+    def is_device_path(self) -> bool:
+        """True for a V4L2 device node such as /dev/video0."""
+        return self.device_index is None and str(self.source).strip().startswith("/dev/")
+
+    @property
+    def is_url(self) -> bool:
+        """True for a network stream (rtsp://, http://, ...): a live source like a device."""
+        return "://" in str(self.source)
+
+    @property
     def is_file(self) -> bool:
-        """True for a regular video file (a path that is neither an index nor a /dev node)."""
+        """True for a video file (a path that is neither an index, a /dev node nor a URL): paced and looped."""
         text = str(self.source).strip()
-        return self.device_index is None and not text.startswith("/dev/")
+        return self.device_index is None and not text.startswith("/dev/") and not self.is_url
 
 
 @dataclass(frozen=True)
@@ -210,11 +221,17 @@ class CameraCapture:
         if config.is_file and not os.path.isfile(str(target)):
             self._open_failed(f"video file {target} does not exist")
             return None
-        if not config.is_file and config.device_index is None and not os.path.exists(str(target)):
+        if config.is_device_path and not os.path.exists(str(target)):
             self._open_failed(f"camera device {target} does not exist")
             return None
         try:
-            capture = cv2.VideoCapture(target, _BACKENDS[config.backend])
+            if config.is_url:
+                # Bound FFmpeg's waits (30 s by default) so that a dead server reads as a lost camera quickly.
+                timeout_ms = int(config.read_timeout_s * 1000)
+                capture = cv2.VideoCapture(target, _BACKENDS[config.backend], [
+                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
+            else:
+                capture = cv2.VideoCapture(target, _BACKENDS[config.backend])
         except cv2.error as exc:  # OpenCV raises for some malformed sources
             self._open_failed(f"cannot open {target}: {exc}")
             return None
@@ -222,7 +239,7 @@ class CameraCapture:
             capture.release()
             self._open_failed(f"cannot open {target} (OpenCV backend {config.backend})")
             return None
-        if not config.is_file:
+        if config.device_index is not None or config.is_device_path:
             # Ask the driver for the format; it may pick the nearest it supports (frames are resized anyway).
             if config.fourcc:
                 capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*config.fourcc))

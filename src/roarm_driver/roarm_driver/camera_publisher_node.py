@@ -27,7 +27,7 @@ from roarm_driver.camera_capture import CameraCapture, CaptureConfig, CaptureSta
 
 # (name, default, description): the single list of parameters; camera_publisher.yaml sets them.
 PARAMETERS: tuple[tuple[str, object, str], ...] = (
-    ("source", "/dev/video0", "V4L2 device index ('0') or path ('/dev/video0'), or a video file path"),
+    ("source", "/dev/video0", "V4L2 device index ('0') or path ('/dev/video0'), a video file or a stream URL"),
     ("width", 640, "image width in pixels (frames are resized to width x height; 0 with height 0 = native)"),
     ("height", 480, "image height in pixels (0 with width 0 = native size)"),
     ("fps", 30.0, "device: requested frame rate; video file: playback rate (0 = the file's own rate)"),
@@ -152,6 +152,9 @@ class CameraPublisherNode(Node):
             level, message = DiagnosticStatus.OK, f"streaming {status.measured_fps:.1f} fps"
             if stale_total and status.frames_handed_out == 0:
                 level, message = DiagnosticStatus.WARN, "every frame was stale on arrival (dropped, not published)"
+        elif status.state == "streaming" and age is not None and age > self._config.read_timeout_s:
+            # The capture thread is stuck in a read (a hung device): nothing fresh can come until it returns.
+            level, message = DiagnosticStatus.ERROR, f"camera stalled: no frame for {age:.1f} s"
         elif status.state == "streaming":
             level = DiagnosticStatus.WARN
             message = "connected, waiting for frames" if age is None else f"no fresh frame for {age:.1f} s"

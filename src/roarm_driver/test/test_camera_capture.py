@@ -1,5 +1,6 @@
 """CameraCapture (ROS-free) on real OpenCV video files: order, colour, pacing, looping, staleness, reconnection."""
 
+import threading
 import time
 
 import numpy as np
@@ -205,3 +206,56 @@ def test_intrinsics_from_parameters_and_yaml(tmp_path):
         load_calibration_yaml(str(bad))
     with pytest.raises(ValueError, match="cannot read"):
         load_calibration_yaml(str(tmp_path / "missing.yaml"))
+
+
+class _VideoServer:
+    """A real HTTP server on localhost serving a directory: a network camera stream (FFmpeg reads it live)."""
+
+    def __init__(self, directory, port=0):
+        import functools
+        import http.server
+
+        class QuietHandler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port),
+                                                      functools.partial(QuietHandler, directory=str(directory)))
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def test_live_stream_lost_is_reopened_and_recovers(tmp_path, video):
+    import shutil
+
+    shutil.copy(video, tmp_path / "live.avi")
+    server = _VideoServer(tmp_path)
+    received = []
+    config = CaptureConfig(source=f"http://127.0.0.1:{server.port}/live.avi", read_timeout_s=0.3,
+                           reconnect_interval_s=0.1)
+    assert not config.is_file and config.is_url
+    try:
+        with CameraCapture(config, on_frame=received.append) as capture:
+            # A live source that stops sending is lost after read_timeout_s and reopened: the stream restarts.
+            assert wait_for(lambda: capture.status().reconnects >= 1 and len(received) > FRAMES, timeout_s=10)
+            indices = [decode_frame_index(f.image) for f in received]
+            assert indices[:FRAMES + 1] == list(range(FRAMES)) + [0]
+            assert "no frame from" in capture.status().last_error
+            # The server dies: opening fails (bounded by the timeout), retried, nothing raises.
+            server.close()
+            failed = capture.status().failed_opens
+            assert wait_for(lambda: capture.status().failed_opens >= failed + 2, timeout_s=10)
+            assert capture.running and capture.status().state == "reconnecting"
+            # It comes back on the same port: frames flow again.
+            count = len(received)
+            server = _VideoServer(tmp_path, port=server.port)
+            assert wait_for(lambda: len(received) >= count + 3, timeout_s=10)
+            assert capture.status().connected
+    finally:
+        server.close()
