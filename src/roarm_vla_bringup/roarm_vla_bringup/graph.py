@@ -44,7 +44,8 @@ class NodeSpec:
     remappings: tuple[tuple[str, str], ...] = ()
     arguments: tuple[str, ...] = ()  # extra command-line arguments (launch only)
     needs_urdf: bool = False  # gets the URDF text as its robot_description parameter
-    note: str = ""
+    # Parameters only the launch file passes: the node's own main() reads them (the runner never calls main()).
+    launch_params: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,10 @@ class TopicSpec:
     when: Callable[[GraphOptions], bool] = lambda options: True
 
 
+# Lifecycle nodes' console scripts configure + activate themselves unless told not to; under launch the launch
+# file drives the lifecycle (events), so their main() must not.
+_LAUNCH_DRIVES_LIFECYCLE = (("autostart", False),)
+
 # ---------------------------------------------------------------------------------------------------------------
 # THE table. Node names and topics follow ../shared/architecture.md.
 # ---------------------------------------------------------------------------------------------------------------
@@ -93,13 +98,13 @@ def _expert(o: GraphOptions) -> bool:
 
 NODES: tuple[NodeSpec, ...] = (
     NodeSpec("arm_driver", "roarm_driver", "arm_driver", "roarm_driver.arm_driver_node:ArmDriverNode",
-             config="arm_driver.yaml", lifecycle=True),
+             config="arm_driver.yaml", lifecycle=True, launch_params=_LAUNCH_DRIVES_LIFECYCLE),
     NodeSpec("camera_publisher", "roarm_driver", "camera_publisher",
              "roarm_driver.camera_publisher_node:CameraPublisherNode", config="camera_publisher.yaml", when=_real),
     NodeSpec("sim_world", "roarm_sim", "sim_world", "roarm_sim.sim_world_node:SimWorldNode",
              config="sim_world.yaml", when=_sim),
     NodeSpec("vla_policy", "vla_policy_node", "vla_policy", "vla_policy_node.vla_policy_node:VlaPolicyNode",
-             config="vla_policy.yaml", lifecycle=True, when=_policy),
+             config="vla_policy.yaml", lifecycle=True, when=_policy, launch_params=_LAUNCH_DRIVES_LIFECYCLE),
     NodeSpec("scripted_expert", "roarm_sim", "scripted_expert", "roarm_sim.scripted_expert_node:ScriptedExpertNode",
              config="scripted_expert.yaml", when=_expert),
     NodeSpec("action_visualizer", "roarm_vla_bringup", "action_visualizer",
@@ -173,6 +178,13 @@ class NodeInstance:
         values: dict[str, Any] = {}
         for path in self.param_files:
             values.update(yaml_section(path, self.name))
+        values.update(self.overrides)
+        return values
+
+    def launch_parameters(self) -> dict[str, Any]:
+        """What the launch file hands the node: the YAML layers, then spec.launch_params, then the overrides."""
+        values = {k: v for k, v in self.parameters().items() if k not in self.overrides}
+        values.update(dict(self.spec.launch_params))
         values.update(self.overrides)
         return values
 

@@ -47,7 +47,8 @@ def launch_setup(context: LaunchContext, graph_name: str = "pick"):
 def parameters_for(node: g.NodeInstance) -> list:
     """launch_ros `parameters=`: the YAML files in order, then a dict of typed overrides (strings kept strings)."""
     params: list = [str(path) for path in node.param_files]
-    values = dict(node.overrides)
+    values = dict(node.spec.launch_params)
+    values.update(node.overrides)
     if node.spec.needs_urdf:
         values["robot_description"] = g.urdf_text()
     if values:

@@ -125,7 +125,8 @@ class GraphRunner:
             if not node.spec.node_class:
                 self.log(f"note: skipping {node.name} ({node.spec.package}/{node.spec.executable} is C++, "
                          "not available from pip; pick.launch.py starts it)")
-        rclpy.init(context=self.context)
+        # Own context, no process arguments: `--set name:=value` must not reach rcl as a global remap rule.
+        rclpy.init(args=["roarm-vla"], context=self.context)
         self._started = True
         try:
             if self.graph.options.sim:

@@ -98,7 +98,7 @@ def test_pick_launch_matches_graph(args):
         node = by_name[instance.name]
         assert (node.node_package, node.node_executable) == (instance.spec.package, instance.spec.executable)
         assert isinstance(node, LifecycleNode) == instance.spec.lifecycle, instance.name
-        expected = instance.parameters()
+        expected = instance.launch_parameters()
         if instance.spec.needs_urdf:
             expected["robot_description"] = g.urdf_text()
         got = _node_parameters(node, context)
@@ -118,6 +118,8 @@ def test_pick_launch_matches_graph(args):
         assert by_name["vla_policy"] and graph.node("vla_policy").overrides["control_rate"] == 12.0
         assert _node_parameters(by_name["vla_policy"], context)["task"] == "Pick up the red box"
         assert _node_parameters(by_name["arm_driver"], context)["port"] == "/dev/ttyUSB1"
+    # the launch file drives the lifecycle: the nodes' own main() must not configure/activate them
+    assert _node_parameters(by_name["arm_driver"], context)["autostart"] is False
 
 
 def test_view_launch_nodes():
@@ -147,6 +149,7 @@ def test_pick_launch_sim_runs():
     if missing:
         pytest.skip(f"not installed (build the workspace; robot_state_publisher/tf2_ros from ROS): {missing}")
     import rclpy
+    import rclpy.executors
     from rcl_interfaces.srv import GetParameters
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image, JointState
@@ -162,6 +165,8 @@ def test_pick_launch_sim_runs():
     context = rclpy.Context()
     rclpy.init(context=context)
     probe = rclpy.create_node("launch_probe", context=context)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(probe)
     counts = {"joint_states": 0, "camera/image_raw": 0}
     probe.create_subscription(JointState, "joint_states", lambda _m: counts.__setitem__(
         "joint_states", counts["joint_states"] + 1), 10)
@@ -170,16 +175,31 @@ def test_pick_launch_sim_runs():
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not all(counts.values()):
-            rclpy.spin_once(probe, timeout_sec=0.1, executor=None)
+            executor.spin_once(timeout_sec=0.1)
         assert all(counts.values()), f"topics did not flow under pick.launch.py: {counts}"
         names = {name for name, _ns in probe.get_node_names_and_namespaces()}
         assert set(graph.node_names) <= names, f"missing nodes: {set(graph.node_names) - names}"
+        # the launch events drove every lifecycle node to 'active' (configure, then activate on 'inactive')
+        from lifecycle_msgs.msg import State
+        from lifecycle_msgs.srv import GetState
         for instance in graph.python_nodes:
-            expected = instance.parameters()
+            if instance.spec.lifecycle:
+                client = probe.create_client(GetState, f"/{instance.name}/get_state")
+                assert client.wait_for_service(timeout_sec=10)
+                state_id = None
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and state_id != State.PRIMARY_STATE_ACTIVE:
+                    future = client.call_async(GetState.Request())
+                    executor.spin_until_future_complete(future, timeout_sec=10)
+                    state_id = future.result().current_state.id
+                    time.sleep(0.2)
+                assert state_id == State.PRIMARY_STATE_ACTIVE, f"{instance.name} is in state {state_id}"
+        for instance in graph.python_nodes:
+            expected = instance.launch_parameters()
             client = probe.create_client(GetParameters, f"/{instance.name}/get_parameters")
             assert client.wait_for_service(timeout_sec=10)
             future = client.call_async(GetParameters.Request(names=list(expected)))
-            rclpy.spin_until_future_complete(probe, future, timeout_sec=10)
+            executor.spin_until_future_complete(future, timeout_sec=10)
             from rclpy.parameter import parameter_value_to_python
             got = dict(zip(expected, (parameter_value_to_python(v) for v in future.result().values)))
             for key, value in expected.items():
@@ -187,6 +207,7 @@ def test_pick_launch_sim_runs():
                     continue  # the simulator's link: a run-time value
                 assert got[key] == pytest.approx(value) if isinstance(value, float) else got[key] == value, key
     finally:
+        executor.shutdown()
         probe.destroy_node()
         rclpy.try_shutdown(context=context)
         os.killpg(child.pid, signal.SIGINT)
