@@ -25,6 +25,7 @@ import rclpy
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.time import Time
@@ -90,7 +91,42 @@ def image_to_rgb(msg: Image) -> np.ndarray:
         raise ValueError(f"image encoding {msg.encoding!r} not supported (rgb8 or bgr8)")
     rows = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)
     image = rows[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
-    return np.ascontiguousarray(image[..., ::-1] if msg.encoding == "bgr8" else image)
+    return (image[..., ::-1] if msg.encoding == "bgr8" else image).copy()  # writable, contiguous
+
+
+class PeriodicThread:
+    """Calls ``callback`` every ``period`` s on its own thread, on a fixed grid of deadlines (no drift); a late
+    call does not cause a burst: missed deadlines are skipped. Exceptions are logged, the loop goes on."""
+
+    def __init__(self, period: float, callback, name: str) -> None:
+        if not period > 0:
+            raise ValueError(f"period must be > 0, got {period}")
+        self.period, self._callback = float(period), callback
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        deadline = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self._callback()
+            except Exception:  # noqa: BLE001 - keep ticking; the error is visible in the log
+                import logging
+
+                logging.getLogger(__name__).exception("periodic callback failed")
+            deadline += self.period
+            now = time.monotonic()
+            if deadline < now:  # overran: skip the missed ticks instead of bursting
+                deadline += math.ceil((now - deadline) / self.period) * self.period
+            self._stop.wait(deadline - now)
 
 
 class VlaPolicyNode(LifecycleNode):
@@ -120,11 +156,18 @@ class VlaPolicyNode(LifecycleNode):
         self._last_tick: float | None = None
         self._periods: deque[float] = deque(maxlen=3000)
         self._last_model_chunk = None  # (obs stamp, model-space actions, latency) for RTC
-        self._timers: list = []
         self._entities: list = []
+        # Inputs and services in their own groups (a multi-threaded executor may run them side by side).
+        self._input_group = MutuallyExclusiveCallbackGroup()
+        self._misc_group = MutuallyExclusiveCallbackGroup()
         self._diag_pub = self.create_publisher(DiagnosticArray, "diagnostics", 10)
-        self._diag_timer = self.create_timer(float(self.get_parameter("diagnostics_period_s").value),
-                                             self._publish_diagnostics)
+        # The control tick and the diagnostics run on their own threads, not on executor timers: they keep their
+        # rate whatever executor the node is spun in (rclpy's MultiThreadedExecutor is known to starve or stall
+        # timers, ros2/rclpy#1223; measured here too: the 1 Hz diagnostics timer stopped once 30 Hz work began).
+        self._control_loop: PeriodicThread | None = None
+        self._diag_loop = PeriodicThread(float(self.get_parameter("diagnostics_period_s").value),
+                                         self._publish_diagnostics, "vla_diagnostics")
+        self._diag_loop.start()
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -152,6 +195,8 @@ class VlaPolicyNode(LifecycleNode):
             ))
             if float(p["control_rate"]) <= 0:
                 raise ValueError(f"control_rate must be > 0, got {p['control_rate']}")
+            # Warm-up inference: the first call is much slower (allocations, lazy init); pay it here, not live.
+            runtime.predict(np.zeros((64, 64, 3), np.uint8), np.zeros(len(JOINT_NAMES)), self._task, noise_seed=0)
         except (PolicyLoadError, ValueError) as exc:
             self._config_error = str(exc)
             self._hold_reason = f"configure failed: {exc}"
@@ -164,15 +209,18 @@ class VlaPolicyNode(LifecycleNode):
         self._worker = InferenceWorker(self._predict, self._on_chunk, self._on_reject)
         self._worker.start()
         self._entities = [
-            self.create_subscription(Image, "camera/image_raw", self._on_image, qos_profile_sensor_data),
-            self.create_subscription(JointState, "joint_states", self._on_joint_state, RELIABLE_10),
-            self.create_service(SetBool, "vla/enable", self._on_enable),
-            self.create_service(SetTask, "vla/set_task", self._on_set_task),
+            self.create_subscription(Image, "camera/image_raw", self._on_image, qos_profile_sensor_data,
+                                     callback_group=self._input_group),
+            self.create_subscription(JointState, "joint_states", self._on_joint_state, RELIABLE_10,
+                                     callback_group=self._input_group),
+            self.create_service(SetBool, "vla/enable", self._on_enable, callback_group=self._misc_group),
+            self.create_service(SetTask, "vla/set_task", self._on_set_task, callback_group=self._misc_group),
         ]
         self._command_pub = self.create_publisher(JointTrajectory, "joint_trajectory", RELIABLE_10)
         self._chunk_pub = self.create_publisher(ActionChunk, "vla/action_chunk", RELIABLE_10)
         self._trajectory_pub = self.create_publisher(JointTrajectory, "vla/predicted_trajectory", RELIABLE_10)
-        self._timers = [self.create_timer(1.0 / float(p["control_rate"]), self._control_tick)]
+        self._control_loop = PeriodicThread(1.0 / float(p["control_rate"]), self._control_tick, "vla_control")
+        self._control_loop.start()
         self._config_error = ""
         self._hold_reason = "inactive"
         self._status_level = DiagnosticStatus.OK
@@ -215,9 +263,9 @@ class VlaPolicyNode(LifecycleNode):
         if self._worker is not None:
             self._worker.stop(timeout=30.0)
             self._worker = None
-        for timer in self._timers:
-            self.destroy_timer(timer)
-        self._timers = []
+        if self._control_loop is not None:
+            self._control_loop.stop()
+            self._control_loop = None
         for entity in self._entities:
             if hasattr(entity, "srv_type"):
                 self.destroy_service(entity)
@@ -233,6 +281,7 @@ class VlaPolicyNode(LifecycleNode):
 
     def destroy_node(self) -> None:
         self._release()
+        self._diag_loop.stop()
         super().destroy_node()
 
     # ------------------------------------------------------------------------------------------- inputs
@@ -437,6 +486,8 @@ class VlaPolicyNode(LifecycleNode):
         return values
 
     def _publish_diagnostics(self) -> None:
+        if not self.context.ok():
+            return
         values = self.diagnostics_values()
         status = DiagnosticStatus()
         status.name = f"{self.get_name()}: policy"
@@ -450,9 +501,10 @@ class VlaPolicyNode(LifecycleNode):
         else:
             status.level, status.message = DiagnosticStatus.OK, self._hold_reason or "idle"
         rejected = values.get("rejected_nonfinite_chunks", "0")
-        if rejected != "0" and status.level == DiagnosticStatus.OK:
-            status.level = DiagnosticStatus.WARN
-            status.message += f" ({rejected} NaN/inf chunks rejected)"
+        if rejected != "0":  # the model produced NaN/inf: never sent, always reported
+            if status.level == DiagnosticStatus.OK:
+                status.level = DiagnosticStatus.WARN
+            status.message += f" ({rejected} NaN/inf chunks rejected, never sent)"
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
@@ -462,11 +514,13 @@ class VlaPolicyNode(LifecycleNode):
 
 def main(args=None) -> None:
     """Console script: create the node, drive configure + activate, spin until Ctrl-C."""
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     rclpy.init(args=args)
     node = VlaPolicyNode()
-    executor = MultiThreadedExecutor(num_threads=2)
+    # Single-threaded on purpose: the control loop and inference have their own threads; a MultiThreadedExecutor
+    # busy-waits and takes the GIL from the inference thread (measured: the command stream starved).
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
