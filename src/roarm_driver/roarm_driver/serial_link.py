@@ -148,7 +148,7 @@ class SerialLink:
             pass
         self.connected_since = None
         self.counters["disconnects"] += 1
-        if self.on_disconnect is not None:
+        if self.on_disconnect is not None and not self._stop.is_set():  # a deliberate stop is not a fault
             try:
                 self.on_disconnect(reason)
             except Exception:  # noqa: BLE001
