@@ -26,11 +26,13 @@ planar structure, so the difference is the frames and a few millimetres of link 
    and ignores the roll joint; the URDF's hand_tcp is 169.081 / 15.147 mm and lies on the roll axis. Both are fixed
    in link4 (the wrist-pitch frame, before roll): hand_tcp = link4 * (15.147, -169.081, 0) mm and
    ``firmware_point = link4 * FIRMWARE_POINT_IN_LINK4`` = link4 * (13.69, -171.67, 0) mm, so the two points
-   differ by 2.95 mm, fixed in link4 (2.589 mm along the tool, 1.457 mm across it at roll 0).
+   differ by 2.97 mm, fixed in link4 (2.589 mm further along the tool, 1.457 mm less offset across it).
 3. Forearm 144.49 (firmware) vs 144.586 mm (URDF), upper arm (236.82, 30.00) vs (236.815, 30.002) mm: below
    0.1 mm, the whole residual after 1 and 2.
-With the firmware's link numbers put into the URDF chain (``PlanarGeometry.firmware()``), the chain reproduces the
-firmware formula to 1e-9 m (tested), which shows that the conventions are identical.
+The URDF chain equals its planar reduction (``planar_position``) to 1e-12 m, and that planar model with the
+firmware's link numbers (``PlanarGeometry.firmware()``) equals the firmware formula to 1e-12 m (both tested):
+the conventions are identical, only the numbers above differ. ``firmware_inverse_kinematics`` is the firmware's
+own T:104/T:1041 IK branch, for the firmware simulator.
 """
 
 from __future__ import annotations
