@@ -69,6 +69,7 @@ class TopicMonitor:
         self.counts: dict[str, int] = defaultdict(int)
         self.stamps: dict[str, list[float]] = defaultdict(list)
         self._lock = threading.Lock()
+        self.since = time.monotonic()  # start of the counting period (reset() restarts it)
         self.skipped: list[str] = []
         best_effort = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
         for topic in graph.topics:
@@ -91,6 +92,7 @@ class TopicMonitor:
         with self._lock:
             self.counts.clear()
             self.stamps.clear()
+            self.since = time.monotonic()
 
 
 class GraphRunner:
@@ -227,16 +229,18 @@ class GraphRunner:
         return {t: self.monitor.counts.get(t, 0) for t in self.graph.topic_names}
 
     def topic_rates(self, window: float | None = None) -> dict[str, float]:
-        """Hz per topic of the graph (0.0 = nothing received), over the last `window` s or since the last reset."""
+        """Messages per second per topic of the graph: over the last `window` s, or since the monitor's last reset.
+
+        An average over the period (count / seconds), so a topic that stalls or comes in bursts shows as slow.
+        """
         now = time.monotonic()
         out = {}
         with self.monitor._lock:
+            period = window if window is not None else now - self.monitor.since
             for topic in self.graph.topic_names:
                 stamps = self.monitor.stamps.get(topic, [])
-                if window is not None:
-                    stamps = [s for s in stamps if s >= now - window]
-                out[topic] = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) >= 2 and \
-                    stamps[-1] > stamps[0] else 0.0
+                count = sum(1 for t in stamps if t >= now - period)
+                out[topic] = count / period if period > 0 else 0.0
         return out
 
 
