@@ -97,7 +97,10 @@ class CameraPublisherNode(Node):
     def _stamp(self, frame: Frame) -> TimeMsg:
         """Capture instant on the node's clock (sim time included): now minus the frame's age."""
         age_ns = time.monotonic_ns() - frame.capture_monotonic_ns
-        return (self.get_clock().now() - Duration(nanoseconds=age_ns)).to_msg()
+        now = self.get_clock().now()
+        if now.nanoseconds <= age_ns:  # sim time before the first /clock message: no meaningful instant yet
+            return now.to_msg()
+        return (now - Duration(nanoseconds=age_ns)).to_msg()
 
     def _camera_info(self, width: int, height: int) -> Intrinsics:
         """Intrinsics for this image size: the calibration file scaled to it, or the fx/fy/cx/cy parameters."""
