@@ -246,6 +246,11 @@ class ArmDriverNode(LifecycleNode):
         mode = proto.OUTPUT_STREAM if self._feedback_mode == "stream" else proto.OUTPUT_SILENT
         link.write(proto.encode(proto.output_mode(mode)))
         self._last_mode_set = time.monotonic()
+        with self._lock:
+            if self._estop.latched and self._estop_action == "torque_off":
+                # Latched while the link was down (or the firmware rebooted with torque on): make it true now.
+                link.write(proto.encode(proto.torque(False)))
+                self._torque_on = False
         self.get_logger().info(f"serial link up on {link.port}: output mode {mode}")
 
     def _on_disconnect(self, reason: str) -> None:

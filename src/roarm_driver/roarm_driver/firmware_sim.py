@@ -19,7 +19,7 @@ Library API (stable; engineer C's sim world runs this as the robot)::
         sim.disconnect(); sim.reconnect()            # unplug (pty closed, link removed) / replug (new pty, same link)
         sim.reboot()                                 # firmware reset: boot text, output mode back to boot_mode
     # Observation: sim.output_mode, sim.torque_on, sim.goal (URDF), sim.connected, sim.stats (counters),
-    # sim.commands (deque of (monotonic time, dict) received), sim.add_command_listener(fn(t, message)).
+    # sim.received_commands() (list of (monotonic time, dict) read), sim.add_command_listener(fn(t, message)).
 
 Supported T codes: 0 (timed torque off, blocking), 100 (home, blocking), 101, 102, 105, 106, 121, 122, 210,
 605 (0 silent, 1 debug echo of each command, 2 stream T:1051 back to back). Other known codes are accepted and
@@ -236,6 +236,11 @@ class FirmwareSimulator:
         """An object between the fingers stops the gripper closing below ``urdf_value`` (None: nothing there)."""
         with self._lock:
             self._servos.blocked_gripper_at = None if urdf_value is None else math.pi - float(urdf_value)
+
+    def received_commands(self) -> list[tuple[float, dict]]:
+        """Copy of the (monotonic time, message) commands read so far (the last 2000)."""
+        with self._lock:
+            return list(self.commands)
 
     def add_command_listener(self, callback: Callable[[float, dict], None]) -> None:
         """``callback(monotonic_time, message)`` for every JSON command the firmware reads (sim thread)."""

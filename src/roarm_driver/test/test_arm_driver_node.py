@@ -53,7 +53,7 @@ def test_publishes_the_simulator_state_at_line_rate_and_moves_nothing_at_start(r
     stamps = [m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in states]
     assert all(b > a for a, b in zip(stamps, stamps[1:]))
     # start-up wrote only the output mode: no motion command
-    assert rig.t102_count() == 0 and [m["T"] for _, m in rig.sim.commands] == [605]
+    assert rig.t102_count() == 0 and [m["T"] for _, m in rig.sim.received_commands()] == [605]
 
 
 def test_flushes_stale_frames_of_a_firmware_that_boots_streaming(make_rig):
@@ -285,13 +285,13 @@ def test_unplug_and_replug_resumes_within_a_second_without_moving(rig):
     rig.probe.send(HOME + [0.25, 0, 0, 0, 0, 0])  # refused while down
     rig.sim.guide(HOME + [0.4, 0, 0, 0, 0, 0])  # someone moves the arm meanwhile (torque on: it pulls back)
     rig.sim.set_joints(HOME + [0.4, 0, 0, 0, 0, 0])
-    n_commands = len(rig.sim.commands)
+    n_commands = len(rig.sim.received_commands())
     t_replug = time.monotonic()
     rig.sim.reconnect()
     assert wait_until(lambda: rig.probe.count() > count, 1.0), "publishing did not resume within 1 s"
     assert time.monotonic() - t_replug < 1.0
     time.sleep(0.3)
-    after = [m["T"] for _, m in list(rig.sim.commands)[n_commands:]]
+    after = [m["T"] for _, m in rig.sim.received_commands()[n_commands:]]
     assert after == [605]  # only the output mode: no motion on reconnect
     assert rig.measured()[0] == pytest.approx(0.4, abs=3e-3)
     assert rig.node.snapshot()["rejected_disconnected"] == 1
@@ -354,3 +354,58 @@ def test_port_missing_at_configure_is_retried(make_rig):
         assert wait_until(lambda: rig.probe.count() > 0, 1.0)
     finally:
         sim2.stop()
+
+
+def test_estop_while_unplugged_is_applied_on_replug(rig):
+    rig.sim.disconnect()
+    assert wait_until(lambda: not rig.node.snapshot()["connected"], 1.0)
+    assert rig.probe.call(rig.probe.estop, Trigger.Request()).success
+    assert rig.sim.torque_on  # could not reach the arm
+    rig.sim.reconnect()
+    assert wait_until(lambda: not rig.sim.torque_on, 1.5)
+    assert rig.node.snapshot()["estop_latched"]
+
+
+def test_console_script_main_configures_and_activates_itself(tmp_path):
+    """main() in a child process (autostart) publishes joint_states another process can see; SIGINT ends it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from sensor_msgs.msg import JointState
+
+    with FirmwareSimulator(seed=0) as sim:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "roarm_driver.arm_driver_node", "--ros-args", "-p", f"port:={sim.port}"],
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        context = Context()
+        rclpy.init(context=context)
+        node = Node("main_probe", context=context)
+        got = []
+        node.create_subscription(JointState, "joint_states", got.append, 10)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        try:
+            end = time.monotonic() + 15.0
+            while not got and time.monotonic() < end and proc.poll() is None:
+                executor.spin_once(timeout_sec=0.1)
+            assert got, f"no joint_states from the console script; exit {proc.poll()}"
+            assert list(got[0].name) == NAMES
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.shutdown(context=context)
+            proc.send_signal(signal.SIGINT)
+            try:
+                out, _ = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+        assert proc.returncode == 0, out[-2000:]
+        assert "Traceback" not in out, out[-2000:]
