@@ -82,3 +82,39 @@ def run_episode(seed: int, world: SimWorld | None = None, expert_config: ExpertC
             frames.append(world.render(q))
     return RolloutResult(seed, state.status, state.elapsed, f"{STATUS_NAMES[state.status]}: {state.detail}",
                          float(min_clear if np.isfinite(min_clear) else 0.0), rejected, frames)
+
+
+def main(argv=None) -> int:
+    """`python -m roarm_sim.kinematic_rollout --episodes 500`: the expert's success rate without ROS."""
+    import argparse
+    import json
+    import time
+
+    from .demo import wilson_interval
+
+    parser = argparse.ArgumentParser(prog="python -m roarm_sim.kinematic_rollout", description=main.__doc__)
+    parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0, help="first seed; episode i uses seed + i")
+    parser.add_argument("--late-tick-probability", type=float, default=0.3,
+                        help="chance that a command tick is skipped (a busy executor)")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    results = [run_episode(args.seed + i, late_tick_probability=args.late_tick_probability)
+               for i in range(args.episodes)]
+    successes = sum(r.status == 1 for r in results)
+    low, high = wilson_interval(successes, len(results))
+    for r in results:
+        if r.status != 1:
+            print(f"seed {r.seed}: {r.detail}")
+    times = [r.elapsed for r in results if r.status == 1]
+    print(f"expert success {successes}/{len(results)} = {successes / len(results):.1%} (95% Wilson CI "
+          f"{low:.1%} .. {high:.1%}); time to success mean {np.mean(times):.2f} s, max {np.max(times):.2f} s; "
+          f"driver-refused steps {sum(r.rejected_steps for r in results)}; arm below the table in "
+          f"{sum(r.min_clearance < 0 for r in results)} episodes")
+    print(json.dumps({"episodes": len(results), "successes": successes, "ci95": [round(low, 4), round(high, 4)],
+                      "mean_time_s": round(float(np.mean(times)), 2), "wall_s": round(time.monotonic() - started, 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

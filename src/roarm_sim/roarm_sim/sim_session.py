@@ -174,6 +174,9 @@ class SimSession:
         if self._executor is not None:
             self._executor.shutdown(timeout_sec=5.0)
             self._executor = None
+        if self._thread is not None:  # no callback may still run when the nodes are destroyed
+            self._thread.join(timeout=5.0)
+            self._thread = None
         for node in self.nodes.values():
             try:
                 node.destroy_node()
@@ -183,9 +186,6 @@ class SimSession:
         if self.context is not None:
             rclpy.try_shutdown(context=self.context)
             self.context = None
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
         if self.simulator is not None:
             self.simulator.stop()
             self.simulator = None

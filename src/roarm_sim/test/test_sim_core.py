@@ -12,7 +12,6 @@ from roarm_sim.box_physics import BoxPhysics
 from roarm_sim.expert import HOLD, ExpertConfig, ScriptedExpert
 from roarm_sim.kinematic_rollout import run_episode
 from roarm_sim.outcome import RUNNING, SUCCESS, TIMEOUT, OutcomeJudge, OutcomeRules
-from roarm_sim.renderer import Renderer
 from roarm_sim.scene import TABLE_TOP_Z, CameraModel, SceneConfig, arm_clear_of_table, draw_episode
 from roarm_sim.world import SimWorld
 

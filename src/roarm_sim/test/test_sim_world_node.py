@@ -39,10 +39,10 @@ def graph():
     thread.start()
     yield context, add
     executor.shutdown(timeout_sec=5.0)
+    thread.join(timeout=5.0)
     for node in nodes:
         node.destroy_node()
     rclpy.try_shutdown(context=context)
-    thread.join(timeout=5.0)
 
 
 def wait_for(predicate, timeout=10.0):
@@ -63,7 +63,7 @@ def call(client, request, timeout=10.0):
 
 def test_world_publishes_camera_box_and_outcome_and_serves_resets(graph):
     context, add = graph
-    world = add(SimWorldNode(context=context, parameter_overrides=[
+    add(SimWorldNode(context=context, parameter_overrides=[
         Parameter("reset_move_arm", value=False), Parameter("auto_start", value=False),
         Parameter("image_width", value=320), Parameter("image_height", value=240),
         Parameter("camera_rate", value=15.0), Parameter("time_limit", value=1.5)]))
