@@ -53,7 +53,7 @@ def test_publishes_the_simulator_state_at_line_rate_and_moves_nothing_at_start(r
     stamps = [m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in states]
     assert all(b > a for a, b in zip(stamps, stamps[1:]))
     # start-up wrote only the output mode: no motion command
-    assert rig.t102_count() == 0 and [m["T"] for _, m in rig.sim.received_commands()] == [605]
+    assert rig.t102_count() == 0 and {m["T"] for _, m in rig.sim.received_commands()} == {605}
 
 
 def test_flushes_stale_frames_of_a_firmware_that_boots_streaming(make_rig):
@@ -292,7 +292,7 @@ def test_unplug_and_replug_resumes_within_a_second_without_moving(rig):
     assert time.monotonic() - t_replug < 1.0
     time.sleep(0.3)
     after = [m["T"] for _, m in rig.sim.received_commands()[n_commands:]]
-    assert after == [605]  # only the output mode: no motion on reconnect
+    assert after and set(after) == {605}  # only the output mode: no motion on reconnect
     assert rig.measured()[0] == pytest.approx(0.4, abs=3e-3)
     assert rig.node.snapshot()["rejected_disconnected"] == 1
     # the next step is checked against the measured pose, not the pre-unplug target

@@ -70,19 +70,24 @@ def test_request_reply_reports_urdf_home(sim, port):
 def test_t102_moves_with_speed_limit(sim, port):
     target = np.array([1.0, 0.0, math.pi / 2, 0.0, 0.0, 0.0])
     spd = 1000  # steps/s = 1.53 rad/s
+    v = spd * 2 * math.pi / 4096
+    t0 = time.monotonic()
     send(port, proto.joints_command(target, speed=spd, acceleration=0))
     time.sleep(0.3)
-    mid = sim.joints[0]
-    assert 0.3 < mid < 0.6, mid  # ~0.46 rad after 0.3 s at 1.53 rad/s
+    mid, dt = sim.joints[0], time.monotonic() - t0
+    assert 0.6 * v * dt < mid <= v * dt + 0.01, (mid, v * dt)  # speed-limited, minus the command's latency
     assert wait_until(lambda: abs(sim.joints[0] - 1.0) < 1e-3, 2.0)
     assert sim.joints == pytest.approx(target, abs=2e-3)
 
 
 def test_acceleration_limit_slows_the_start(sim, port):
-    send(port, proto.joints_command([1.0, 0, math.pi / 2, 0, 0, 0], speed=0, acceleration=10))  # 1000 steps/s^2
+    a = 10 * 100 * 2 * math.pi / 4096  # acc 10 = 1000 steps/s^2 = 1.53 rad/s^2
+    t0 = time.monotonic()
+    send(port, proto.joints_command([1.0, 0, math.pi / 2, 0, 0, 0], speed=0, acceleration=10))
     time.sleep(0.2)
-    # 0.5 * 1.53 rad/s^2 * 0.2^2 = 0.03 rad (max accel would have gone much further)
-    assert 0.01 < sim.joints[0] < 0.08
+    moved, dt = sim.joints[0], time.monotonic() - t0
+    # 0.5 a t^2 (~0.03 rad at 0.2 s): full acceleration would have gone ~16x further
+    assert 0.0 < moved <= 0.5 * a * dt ** 2 + 0.005, (moved, 0.5 * a * dt ** 2)
 
 
 def test_firmware_clamps_and_gripper_range(sim, port):
