@@ -537,8 +537,10 @@ class ArmDriverNode(LifecycleNode):
         try:
             await future
         finally:
-            timer.cancel()
-            self.destroy_timer(timer)
+            try:
+                self.destroy_timer(timer)
+            except Exception:  # noqa: BLE001 - the node is being destroyed under a running goal
+                pass
 
     async def _execute_move(self, goal_handle: Any) -> MoveJoints.Result:
         goal = goal_handle.request
