@@ -227,3 +227,26 @@ def test_configure_fails_clearly_on_camera_key_mismatch(ros, tiny_checkpoint):
     values = node.diagnostics_values()
     assert "observation.images.wrist" in values["config_error"] and "observation.images.top" in values["config_error"]
     assert wait_for(lambda: rig.diagnostics and rig.diagnostics[-1].status[0].level == b"\x02", 3.0)
+
+
+def test_yaml_parameters_load_and_configure(tiny_checkpoint):
+    """The bringup YAML is the single source of truth: every key loads with the declared type and configures."""
+    import pathlib
+
+    import yaml
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "roarm_vla_bringup" / "config" / "vla_policy.yaml"
+    expected = yaml.safe_load(path.read_text())["vla_policy"]["ros__parameters"]
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = VlaPolicyNode(context=context, cli_args=["--ros-args", "--params-file", str(path)],
+                         parameter_overrides=[Parameter("checkpoint", value=str(tiny_checkpoint))])
+    try:
+        for key, value in expected.items():
+            if key != "checkpoint":
+                assert node.get_parameter(key).value == value, key
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
