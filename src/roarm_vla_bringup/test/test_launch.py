@@ -3,8 +3,9 @@
 Runs where launch and launch_ros are installed (a ROS 2 Jazzy install); skips elsewhere (they are not on PyPI).
 - test_pick_launch_matches_graph: evaluates the launch file's actions (no processes): node set, package/executable,
   the parameter files handed to each node merged in order = graph.py's layering, remappings, lifecycle events.
-- test_pick_launch_sim_runs: starts `pick.launch.py sim:=true controller:=expert` as a child process (needs the
-  workspace built and robot_state_publisher/tf2_ros installed) and checks nodes, parameters and topic flow.
+- test_pick_launch_sim_runs: starts `pick.launch.py sim:=true` with controller expert, and policy (tiny offline
+  SmolVLA) as a child process (needs the workspace built and robot_state_publisher/tf2_ros installed) and checks
+  nodes, lifecycle states (active), parameters and topic flow (vla/markers too with the policy).
 """
 
 import importlib.util
@@ -142,8 +143,15 @@ def _installed(package, executable=None):
 
 
 @pytest.mark.slow
-def test_pick_launch_sim_runs():
-    graph = g.load_graph("pick", sim=True, controller="expert")
+@pytest.mark.parametrize("controller", ["expert", "policy"])
+def test_pick_launch_sim_runs(controller, tmp_path):
+    launch_args = ["sim:=true", f"controller:={controller}"]
+    overrides = {}
+    if controller == "policy":
+        tiny = pytest.importorskip("vla_policy_node.tiny_smolvla")
+        overrides["checkpoint"] = str(tiny.build_tiny_checkpoint(tmp_path / "ckpt"))
+        launch_args.append(f"checkpoint:={overrides['checkpoint']}")
+    graph = g.load_graph("pick", sim=True, controller=controller, overrides=overrides)
     missing = [f"{n.spec.package}/{n.spec.executable}" for n in graph.nodes
                if not _installed(n.spec.package, n.spec.executable)]
     if missing:
@@ -161,7 +169,7 @@ def test_pick_launch_sim_runs():
             " launch_arguments=[a.split(':=') for a in sys.argv[2:]]));"
             "sys.exit(ls.run())")
     child = subprocess.Popen([sys.executable, "-c", code, str(g.share_path("launch", "pick.launch.py")),
-                              "sim:=true", "controller:=expert"], start_new_session=True)
+                              *launch_args], start_new_session=True)
     context = rclpy.Context()
     rclpy.init(context=context)
     probe = rclpy.create_node("launch_probe", context=context)
@@ -172,12 +180,21 @@ def test_pick_launch_sim_runs():
         "joint_states", counts["joint_states"] + 1), 10)
     probe.create_subscription(Image, "camera/image_raw", lambda _m: counts.__setitem__(
         "camera/image_raw", counts["camera/image_raw"] + 1), qos_profile_sensor_data)
+    if controller == "policy":  # the predicted actions reach RViz's topics
+        from visualization_msgs.msg import MarkerArray
+        counts["vla/markers"] = 0
+        probe.create_subscription(MarkerArray, "vla/markers", lambda _m: counts.__setitem__(
+            "vla/markers", counts["vla/markers"] + 1), 10)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not all(counts.values()):
             executor.spin_once(timeout_sec=0.1)
         assert all(counts.values()), f"topics did not flow under pick.launch.py: {counts}"
-        names = {name for name, _ns in probe.get_node_names_and_namespaces()}
+        names: set = set()
+        deadline = time.monotonic() + 30  # discovery of every node can lag behind the first messages
+        while time.monotonic() < deadline and not set(graph.node_names) <= names:
+            executor.spin_once(timeout_sec=0.2)
+            names = {name for name, _ns in probe.get_node_names_and_namespaces()}
         assert set(graph.node_names) <= names, f"missing nodes: {set(graph.node_names) - names}"
         # the launch events drove every lifecycle node to 'active' (configure, then activate on 'inactive')
         from lifecycle_msgs.msg import State
@@ -198,14 +215,20 @@ def test_pick_launch_sim_runs():
             expected = instance.launch_parameters()
             client = probe.create_client(GetParameters, f"/{instance.name}/get_parameters")
             assert client.wait_for_service(timeout_sec=10)
-            future = client.call_async(GetParameters.Request(names=list(expected)))
-            executor.spin_until_future_complete(future, timeout_sec=10)
             from rclpy.parameter import parameter_value_to_python
-            got = dict(zip(expected, (parameter_value_to_python(v) for v in future.result().values)))
             for key, value in expected.items():
+                # one request per key: a key the node does not declare comes back as no value at all
+                future = client.call_async(GetParameters.Request(names=[key]))
+                executor.spin_until_future_complete(future, timeout_sec=10)
+                values = future.result().values
+                assert len(values) == 1, f"{instance.name} does not declare '{key}' (given by the launch file)"
+                got = parameter_value_to_python(values[0])
                 if key == "port":
                     continue  # the simulator's link: a run-time value
-                assert got[key] == pytest.approx(value) if isinstance(value, float) else got[key] == value, key
+                if isinstance(value, float):
+                    assert got == pytest.approx(value), (instance.name, key)
+                else:
+                    assert (list(got) if isinstance(got, (list, tuple)) else got) == value, (instance.name, key)
     finally:
         executor.shutdown()
         probe.destroy_node()
