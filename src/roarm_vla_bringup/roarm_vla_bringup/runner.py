@@ -257,10 +257,14 @@ def parse_sets(items: list[str]) -> dict[str, str]:
     return out
 
 
-def format_rates(rates: dict[str, float], counts: dict[str, int]) -> str:
+def format_rates(rates: dict[str, float], counts: dict[str, int], not_counted: list[str] = ()) -> str:
     width = max(len(t) for t in rates)
     lines = [f"{'topic'.ljust(width)}  {'Hz':>8}  {'messages':>8}"]
-    lines += [f"{t.ljust(width)}  {rates[t]:8.2f}  {counts.get(t, 0):8d}" for t in rates]
+    for topic in rates:
+        if topic in not_counted:
+            lines.append(f"{topic.ljust(width)}  {'n/a':>8}  {'n/a':>8}  (message type not installed)")
+        else:
+            lines.append(f"{topic.ljust(width)}  {rates[topic]:8.2f}  {counts.get(topic, 0):8d}")
     return "\n".join(lines)
 
 
@@ -294,9 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             pass
         elapsed = time.monotonic() - started
-        rates, counts = runner.topic_rates(), runner.topic_counts()
+        rates, counts, not_counted = runner.topic_rates(), runner.topic_counts(), runner.monitor.skipped
     print(f"\nper-topic rates over {elapsed:.1f} s:")
-    print(format_rates(rates, counts))
+    print(format_rates(rates, counts, not_counted))
     return 0
 
 
