@@ -2,6 +2,7 @@
 
 import importlib.util
 import math
+import time
 
 import pytest
 
@@ -85,13 +86,19 @@ def test_every_available_python_node_receives_its_parameters():
 def test_sim_expert_graph_topics_flow_end_to_end():
     _available("arm_driver", "sim_world", "scripted_expert")
     graph = g.load_graph("pick", sim=True, controller="expert")
+    topics = ("joint_states", "camera/image_raw", "camera/camera_info", "sim/box_pose", "joint_trajectory",
+              "diagnostics")
     with GraphRunner(graph, log=lambda _: None) as runner:
-        runner.spin_for(6.0)
+        # The expert starts streaming once sim_world has reset the episode (a few seconds on a loaded machine).
+        runner.spin_for(4.0)
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and not all(runner.topic_counts()[t] for t in topics):
+            runner.spin_for(0.5)
         counts = runner.topic_counts()
         rates = runner.topic_rates(window=3.0)
-    for topic in ("joint_states", "camera/image_raw", "camera/camera_info", "sim/box_pose", "joint_trajectory",
-                  "diagnostics"):
+    for topic in topics:
         assert counts[topic] > 0, f"nothing on {topic}: {counts}"
+    # Loose floors (2 shared cores): the nominal rates are ~50 Hz and 30 Hz.
     assert rates["joint_states"] > 10.0, rates
     assert rates["camera/image_raw"] > 5.0, rates
 
