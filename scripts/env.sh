@@ -16,6 +16,13 @@ if [ -f "$_roarm_root/install/local_setup.bash" ]; then
   # shellcheck disable=SC1091
   . "$_roarm_root/install/local_setup.bash"
 fi
+# ament_python installs console scripts under install/<pkg>/lib/<pkg> (where `ros2 run` looks). Without ros2cli,
+# put them on PATH so `roarm-vla`, `arm_driver`, `roarm-firmware-sim`, ... run directly.
+for _roarm_bin in "$_roarm_root"/install/*/lib/*/; do
+  case ":$PATH:" in *":${_roarm_bin%/}:"*) ;; *) [ -d "$_roarm_bin" ] && PATH="${_roarm_bin%/}:$PATH" ;; esac
+done
+export PATH
+unset _roarm_bin
 # Keep DDS traffic on this machine (tests and the simulated demo never need the network).
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
