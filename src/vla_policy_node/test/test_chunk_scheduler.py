@@ -173,3 +173,29 @@ def test_clear_forgets_plan_but_keeps_filter_state():
     assert s.queue_depth(0.0) == 0 and s.next_command(0.05) is None
     s.add_chunk(col(8), obs_stamp=1.0, now=1.0)
     assert float(s.next_command(1.0)[0]) == pytest.approx(6.0)  # 4 + 0.5 * (8 - 4)
+
+
+def test_rebase_when_idle_starts_chunk_at_arrival():
+    s = make(rebase_when_idle=True)
+    # Nothing planned yet (the arm holds): observation at 1.0, chunk ready at 1.25 -> step 0 is for 1.25.
+    result = s.add_chunk(col(10, 11, 12, 13, 14), obs_stamp=1.0, now=1.25)
+    assert result.rebased and result.dropped_stale == 0 and result.placed == 5
+    assert [round(t, 9) for t, _ in s.planned(1.25)] == [1.25, 1.35, 1.45, 1.55, 1.65]
+    assert s.next_command(1.25)[0] == 10
+    assert s.counters.rebased_chunks == 1
+    # Without the option the same chunk loses its first two steps (test above).
+    assert make().add_chunk(col(10, 11, 12, 13, 14), obs_stamp=1.0, now=1.25).dropped_stale == 2
+
+
+def test_no_rebase_when_the_arm_was_moving_at_the_observation():
+    s = make(rebase_when_idle=True)
+    s.add_chunk(col(0, 1, 2, 3, 4), obs_stamp=0.0, now=0.0)  # rebased (idle): slots 0.0 .. 0.4, empty from 0.5
+    # Observation at 0.3 (the arm was moving), ready at 0.9: placed by its stamp, steps 0.3 .. 0.7 all expired.
+    result = s.add_chunk(col(5, 6, 7, 8, 9), obs_stamp=0.3, now=0.9)
+    assert not result.rebased and result.dropped_stale == 5 and s.queue_depth(0.9) == 0
+    # Observation at 0.95, after the timeline ran empty at 0.5 (arm holding): rebased to its arrival at 1.2.
+    result = s.add_chunk(col(20, 21), obs_stamp=0.95, now=1.2)
+    assert result.rebased and [round(t, 9) for t, _ in s.planned(1.2)] == [1.2, 1.3]
+    # A pause (clear) at 1.25 while moving: an observation from before the pause is not rebased.
+    s.clear(now=1.25)
+    assert not s.add_chunk(col(1, 1, 1, 1), obs_stamp=1.22, now=1.4).rebased

@@ -19,6 +19,11 @@ Step i is *current* during ``[t_i, t_i + dt)`` and has *expired* once ``t_i + dt
   the caller then sends nothing new. Expired steps that were never emitted are counted (``dropped_unsent``).
 - ``queue_depth``: steps not yet expired (the current one included); ``needs_inference`` when it is below the
   threshold.
+- ``rebase_when_idle`` (off by default): a chunk whose observation was taken while the timeline was empty (the
+  arm was holding still since before the observation, so the observed state is still the current one) starts at
+  its arrival instead of its observation stamp: nothing of it is stale. This is what LeRobot's async client does
+  implicitly (its timestep counter only advances while actions execute) and what keeps a model slower than its
+  own chunk moving (stop-and-go) instead of dropping every step. Counted in ``rebased_chunks``.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ class SchedulerConfig:
     ema_alpha: float = 1.0  # 1 = no smoothing; smaller = smoother (and more lag)
     max_joint_step: float = math.inf  # per command, per joint, in the actions' units (rad)
     queue_threshold: int = 5  # needs_inference when fewer non-expired steps than this remain
+    rebase_when_idle: bool = False  # see the module docstring
     lower_limits: np.ndarray | None = None  # clamp commands into [lower, upper] when given
     upper_limits: np.ndarray | None = None
 
@@ -94,6 +100,7 @@ class SchedulerCounters:
     commands: int = 0
     empty_ticks: int = 0  # next_command calls with no current step
     merged_steps: int = 0  # steps that landed on an occupied slot
+    rebased_chunks: int = 0  # chunks started at arrival (rebase_when_idle)
 
 
 @dataclass
@@ -101,6 +108,7 @@ class AddResult:
     placed: int  # steps placed on the timeline (new slots + merged)
     merged: int  # of which landed on an occupied slot
     dropped_stale: int
+    rebased: bool = False
 
 
 class ChunkScheduler:
@@ -112,6 +120,7 @@ class ChunkScheduler:
         self._anchor: float | None = None
         self._slots: dict[int, _Slot] = {}
         self._last_command: np.ndarray | None = None
+        self._idle_since = -math.inf  # when the timeline last became empty (the arm holds from then on)
 
     # ----------------------------------------------------------------------------------------------- timeline
     def _slot_time(self, index: int) -> float:
@@ -122,10 +131,13 @@ class ChunkScheduler:
         return self._slot_time(index) + self.config.step_period <= now + 1e-12
 
     def _discard_expired(self, now: float) -> None:
-        for index in [i for i in self._slots if self._expired(i, now)]:
+        expired = [i for i in self._slots if self._expired(i, now)]
+        for index in expired:
             if not self._slots[index].emitted:
                 self.counters.dropped_unsent += 1
             del self._slots[index]
+        if expired and not self._slots:
+            self._idle_since = self._slot_time(max(expired)) + self.config.step_period
 
     def add_chunk(self, chunk: np.ndarray, obs_stamp: float, now: float) -> AddResult:
         """Place a [T, J] chunk computed from an observation stamped ``obs_stamp``; see the module docstring."""
@@ -141,7 +153,10 @@ class ChunkScheduler:
                 raise ValueError(f"chunk has {chunk.shape[1]} joints, the timeline {width}")
         self._discard_expired(now)
         dt = self.config.step_period
+        rebased = False
         if not self._slots:
+            if self.config.rebase_when_idle and self._idle_since <= obs_stamp <= now:
+                obs_stamp, rebased = float(now), True  # held still since before the observation: start now
             self._anchor = float(obs_stamp)  # re-anchor on an empty timeline: no rounding at all for this chunk
         rule = self.config.merge_rule
         placed = merged = stale = 0
@@ -173,7 +188,8 @@ class ChunkScheduler:
         self.counters.chunks_added += 1
         self.counters.dropped_stale += stale
         self.counters.merged_steps += merged
-        return AddResult(placed=placed, merged=merged, dropped_stale=stale)
+        self.counters.rebased_chunks += int(rebased)
+        return AddResult(placed=placed, merged=merged, dropped_stale=stale, rebased=rebased)
 
     # ------------------------------------------------------------------------------------------------ output
     def current_target(self, now: float) -> np.ndarray | None:
@@ -232,7 +248,11 @@ class ChunkScheduler:
         self._discard_expired(now)
         return [(self._slot_time(i), self._slots[i].value.copy()) for i in sorted(self._slots)]
 
-    def clear(self) -> None:
-        """Forget every planned step (pause, task change); the filter state is kept (see seed_command)."""
+    def clear(self, now: float | None = None) -> None:
+        """Forget every planned step (pause, stale input, task change); the filter state is kept (seed_command).
+
+        ``now``: when the arm starts holding (commands stop); None = long ago (no commands were being sent)."""
+        if self._slots:
+            self._idle_since = -math.inf if now is None else float(now)
         self._slots.clear()
         self._anchor = None

@@ -60,6 +60,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "ensemble_decay": (0.01, "temporal_ensemble: m in exp(-m*j), j = 0 for the oldest prediction (ACT)"),
     "ema_alpha": (0.6, "EMA on commands: y += alpha * (target - y); 1 = no smoothing"),
     "max_joint_step": (0.08, "max change of any joint per command, rad (0.08 at 30 Hz = 2.4 rad/s)"),
+    "rebase_when_idle": (True, "a chunk observed while the arm held still starts at its arrival (no stale drop)"),
     "observation_timeout_s": (0.5, "image or joint state older than this -> hold (send nothing new)"),
     "noise_seed": (-1, "flow-matching noise seed for every inference (-1 = random; >= 0 for comparisons)"),
     "rtc_enabled": (False, "LeRobot real-time chunking: guide each chunk towards the previous one's leftover"),
@@ -191,7 +192,8 @@ class VlaPolicyNode(LifecycleNode):
                 old_weight=float(p["merge_old_weight"]), new_weight=float(p["merge_new_weight"]),
                 ensemble_decay=float(p["ensemble_decay"]), ema_alpha=float(p["ema_alpha"]),
                 max_joint_step=float(p["max_joint_step"]) if float(p["max_joint_step"]) > 0 else math.inf,
-                queue_threshold=threshold, lower_limits=LOWER_LIMITS, upper_limits=UPPER_LIMITS,
+                queue_threshold=threshold, rebase_when_idle=bool(p["rebase_when_idle"]),
+                lower_limits=LOWER_LIMITS, upper_limits=UPPER_LIMITS,
             ))
             if float(p["control_rate"]) <= 0:
                 raise ValueError(f"control_rate must be > 0, got {p['control_rate']}")
@@ -244,7 +246,7 @@ class VlaPolicyNode(LifecycleNode):
         with self._lock:
             self._active = False
             if self._scheduler is not None:
-                self._scheduler.clear()
+                self._scheduler.clear(self._now())
         self._hold_reason = "inactive"
         return super().on_deactivate(state)
 
@@ -334,7 +336,7 @@ class VlaPolicyNode(LifecycleNode):
         with self._lock:
             if problem:
                 # Stale input: stop executing an open-loop plan; the driver holds the last setpoint.
-                self._scheduler.clear()
+                self._scheduler.clear(now)
                 self._hold_ticks += 1
             else:
                 if self._scheduler.needs_inference(now) and not self._worker.busy:
@@ -434,7 +436,7 @@ class VlaPolicyNode(LifecycleNode):
         with self._lock:
             self._enabled = bool(request.data)
             if not self._enabled:
-                self._scheduler.clear()
+                self._scheduler.clear(self._now())
         response.success = True
         response.message = "policy enabled" if request.data else "policy paused: no commands sent, driver holds"
         return response
@@ -448,7 +450,7 @@ class VlaPolicyNode(LifecycleNode):
             return response
         with self._lock:
             self._task = text
-            self._scheduler.clear()  # chunks planned for the old task must not run
+            self._scheduler.clear(self._now())  # chunks planned for the old task must not run
         response.success = True
         response.message = f"task set to {text!r}"
         return response
@@ -470,6 +472,7 @@ class VlaPolicyNode(LifecycleNode):
                 depth = self._scheduler.queue_depth(self._now())
             values.update(queue_depth=str(depth), chunks=str(c.chunks_added), commands=str(c.commands),
                           dropped_stale_actions=str(c.dropped_stale), dropped_unsent_actions=str(c.dropped_unsent),
+                          rebased_chunks=str(c.rebased_chunks),
                           empty_queue_ticks=str(c.empty_ticks), hold_ticks=str(self._hold_ticks),
                           discarded_chunks=str(self._discarded_chunks))
         if self._worker is not None:
