@@ -199,3 +199,11 @@ def test_no_rebase_when_the_arm_was_moving_at_the_observation():
     # A pause (clear) at 1.25 while moving: an observation from before the pause is not rebased.
     s.clear(now=1.25)
     assert not s.add_chunk(col(1, 1, 1, 1), obs_stamp=1.22, now=1.4).rebased
+
+
+def test_idle_since_reports_when_the_plan_ran_out():
+    s = make()
+    assert s.idle_since(0.0) == -math.inf  # never planned
+    s.add_chunk(col(1, 2, 3), obs_stamp=0.0, now=0.0)
+    assert s.idle_since(0.25) is None  # slot 2 (0.2 .. 0.3) still current
+    assert s.idle_since(0.31) == pytest.approx(0.3)

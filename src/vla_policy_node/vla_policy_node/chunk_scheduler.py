@@ -240,6 +240,11 @@ class ChunkScheduler:
         self._discard_expired(now)
         return len(self._slots)
 
+    def idle_since(self, now: float) -> float | None:
+        """When the timeline ran empty (-inf: never planned), or None while steps remain."""
+        self._discard_expired(now)
+        return None if self._slots else self._idle_since
+
     def needs_inference(self, now: float) -> bool:
         return self.queue_depth(now) < self.config.queue_threshold
 

@@ -156,6 +156,7 @@ class VlaPolicyNode(LifecycleNode):
         self._discarded_chunks = 0
         self._last_tick: float | None = None
         self._periods: deque[float] = deque(maxlen=3000)
+        self._latencies: deque[float] = deque(maxlen=5)  # observation stamp -> chunk placed, s
         self._last_model_chunk = None  # (obs stamp, model-space actions, latency) for RTC
         self._entities: list = []
         # Inputs and services in their own groups (a multi-threaded executor may run them side by side).
@@ -339,7 +340,7 @@ class VlaPolicyNode(LifecycleNode):
                 self._scheduler.clear(now)
                 self._hold_ticks += 1
             else:
-                if self._scheduler.needs_inference(now) and not self._worker.busy:
+                if self._wants_inference(now) and not self._worker.busy:
                     try:
                         image = image_to_rgb(self._image_msg)
                     except ValueError as exc:
@@ -364,6 +365,21 @@ class VlaPolicyNode(LifecycleNode):
         msg.joint_names = list(JOINT_NAMES)
         msg.points = [JointTrajectoryPoint(positions=[float(x) for x in command], time_from_start=_duration(0.0))]
         self._command_pub.publish(msg)
+
+    def _wants_inference(self, now: float) -> bool:
+        """The scheduler's threshold, except for a model slower than its own chunk: then a chunk observed while
+        the arm moves would arrive entirely stale, so wait until the plan has run out (the arm holds, the next
+        chunk is rebased and used whole). Called with the lock held."""
+        if not self._scheduler.needs_inference(now):
+            return False
+        idle_since = self._scheduler.idle_since(now)
+        if self._scheduler.config.rebase_when_idle and idle_since is not None and self._image_time() < idle_since:
+            return False  # the plan just ran out: wait (one frame) for an image of the holding arm -> rebased
+        chunk_duration = self._runtime.chunk_size * self._step_period
+        if self._latencies and float(np.median(self._latencies)) >= chunk_duration and \
+                self._scheduler.config.rebase_when_idle:
+            return self._scheduler.queue_depth(now) == 0
+        return True
 
     # ----------------------------------------------------------------------------------- inference side
     def _predict(self, observation: Observation):
@@ -394,21 +410,25 @@ class VlaPolicyNode(LifecycleNode):
             if self._scheduler.last_command is None:
                 self._scheduler.seed_command(observation.state)  # smooth from where the arm really is
             try:
-                self._scheduler.add_chunk(result.actions, observation.stamp, now)
+                placed = self._scheduler.add_chunk(result.actions, observation.stamp, now)
             except ValueError as exc:
                 self._discarded_chunks += 1
                 self._hold_reason = f"chunk rejected: {exc}"
                 return
-            self._last_model_chunk = (observation.stamp, result.model_actions, now - observation.stamp)
+            start = now if placed.rebased else observation.stamp  # when step 0 is executed
+            self._last_model_chunk = (start, result.model_actions, now - observation.stamp)
+            self._latencies.append(now - observation.stamp)
             sequence = self._sequence
             self._sequence += 1
-        self._publish_chunk(result, sequence, now - observation.stamp)
+        self._publish_chunk(result, sequence, now - observation.stamp, start)
 
     def _on_reject(self, reason: str) -> None:
         self._hold_reason = reason
         self.get_logger().warn(reason, throttle_duration_sec=5.0)
 
-    def _publish_chunk(self, result: InferenceResult, sequence: int, latency: float) -> None:
+    def _publish_chunk(self, result: InferenceResult, sequence: int, latency: float, start: float) -> None:
+        """ActionChunk stamped with the observation (the contract); the trajectory with the execution start (the
+        observation's stamp, or the arrival when the chunk was rebased because the arm was holding)."""
         observation = result.observation
         stamp = _to_time_msg(observation.stamp)
         chunk = ActionChunk()
@@ -421,7 +441,7 @@ class VlaPolicyNode(LifecycleNode):
         chunk.sequence = sequence
         chunk.task = observation.task
         trajectory = JointTrajectory()
-        trajectory.header.stamp = stamp
+        trajectory.header.stamp = _to_time_msg(start)
         trajectory.joint_names = list(JOINT_NAMES)
         trajectory.points = [
             JointTrajectoryPoint(positions=[float(x) for x in row], time_from_start=_duration(k * self._step_period))
