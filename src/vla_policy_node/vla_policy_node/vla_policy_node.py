@@ -367,18 +367,23 @@ class VlaPolicyNode(LifecycleNode):
         self._command_pub.publish(msg)
 
     def _wants_inference(self, now: float) -> bool:
-        """The scheduler's threshold, except for a model slower than its own chunk: then a chunk observed while
-        the arm moves would arrive entirely stale, so wait until the plan has run out (the arm holds, the next
-        chunk is rebased and used whole). Called with the lock held."""
+        """The scheduler's threshold, except for a model too slow for its own chunk. With latency L and chunk
+        duration D, overlapping inference (start while the arm moves) executes D - L of every chunk, one chunk per
+        L: a fraction min(1, (D - L) / L) of the time moving. Waiting for the plan to run out and observing the
+        holding arm (the chunk is then rebased and used whole) moves D out of every D + L. The node picks the
+        larger (the switch is near L = 0.62 D). Called with the lock held."""
         if not self._scheduler.needs_inference(now):
             return False
+        rebase = self._scheduler.config.rebase_when_idle
         idle_since = self._scheduler.idle_since(now)
-        if self._scheduler.config.rebase_when_idle and idle_since is not None and self._image_time() < idle_since:
+        if rebase and idle_since is not None and self._image_time() < idle_since:
             return False  # the plan just ran out: wait (one frame) for an image of the holding arm -> rebased
-        chunk_duration = self._runtime.chunk_size * self._step_period
-        if self._latencies and float(np.median(self._latencies)) >= chunk_duration and \
-                self._scheduler.config.rebase_when_idle:
-            return self._scheduler.queue_depth(now) == 0
+        if rebase and self._latencies:
+            latency = float(np.median(self._latencies))
+            duration = self._runtime.chunk_size * self._step_period
+            overlap = min(1.0, max(0.0, duration - latency) / max(latency, 1e-6))
+            if duration / (duration + latency) > overlap:
+                return idle_since is not None  # stop-and-go: only once the plan has run out
         return True
 
     # ----------------------------------------------------------------------------------- inference side
