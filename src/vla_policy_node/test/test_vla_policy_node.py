@@ -40,6 +40,7 @@ class Rig(Node):
         self.create_subscription(JointTrajectory, "vla/predicted_trajectory", self.trajectories.append, 10)
         self.create_subscription(DiagnosticArray, "diagnostics", self.diagnostics.append, 10)
         self.publish_images = True
+        self.joint_positions = HOME_POSITIONS.copy()
         self._rng = np.random.default_rng(0)
         self.create_timer(1.0 / 30.0, self._tick_camera)
         self.create_timer(1.0 / 50.0, self._tick_state)
@@ -57,7 +58,7 @@ class Rig(Node):
         msg = JointState()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.name = list(JOINT_NAMES)
-        msg.position = [float(x) for x in HOME_POSITIONS]
+        msg.position = [float(x) for x in self.joint_positions]
         self.state_pub.publish(msg)
 
     def call(self, client, request, timeout=10.0):
@@ -188,8 +189,14 @@ def test_stale_images_stop_commands(ros, tiny_checkpoint):
     assert len(rig.commands) == count, "commands kept flowing on stale images"
     assert "image stale" in node.diagnostics_values()["hold_reason"]
     assert wait_for(lambda: rig.diagnostics and "image stale" in last_diag(rig)[0].message, 3.0)
+    # Meanwhile the arm was moved by someone else (e.g. an episode reset): 0.5 rad on the base joint.
+    rig.joint_positions = HOME_POSITIONS + np.array([0.5, 0, 0, 0, 0, 0])
+    time.sleep(0.2)
     rig.publish_images = True  # fresh images again -> commanding resumes
     assert wait_for(lambda: len(rig.commands) > count + 5, 10.0)
+    # ... from where the arm now is: the first new command is within max_joint_step of the measured pose.
+    first = np.array(rig.commands[count][1].points[0].positions)
+    assert np.abs(first - rig.joint_positions).max() <= 0.08 + 1e-6
 
 
 def test_nan_from_the_model_is_never_sent(ros, nan_checkpoint):

@@ -412,8 +412,12 @@ class VlaPolicyNode(LifecycleNode):
             if not self._active or not self._enabled or observation.task != self._task:
                 self._discarded_chunks += 1  # paused, deactivated or task changed while it was computed
                 return
-            if self._scheduler.last_command is None:
-                self._scheduler.seed_command(observation.state)  # smooth from where the arm really is
+            if self._scheduler.last_command is None or self._scheduler.idle_since(now) is not None:
+                # Nothing planned: the arm holds where it is, possibly moved by someone else meanwhile (an episode
+                # reset, a goal of the driver's move_joints). Start the EMA and the step limit from its measured
+                # pose, not from our last command, so the first step is small for the driver too.
+                measured = self._state if self._state is not None else observation.state
+                self._scheduler.seed_command(measured)
             try:
                 placed = self._scheduler.add_chunk(result.actions, observation.stamp, now)
             except ValueError as exc:
