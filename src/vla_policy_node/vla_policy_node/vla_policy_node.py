@@ -68,6 +68,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "rtc_max_guidance_weight": (10.0, "RTC: clamp of the guidance weight"),
     "debug_extra_latency_s": (0.0, "testing only: sleep this long after each inference (a slow model)"),
     "diagnostics_period_s": (1.0, "period of the diagnostics message"),
+    "autostart": (True, "main() only: configure and activate on start (launch files drive the lifecycle)"),
 }
 
 RELIABLE_10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -555,10 +556,12 @@ def main(args=None) -> None:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-            node.get_logger().fatal("configure failed; see the error above")
-            return
-        node.trigger_activate()
+        # Under launch the launch file drives the lifecycle (autostart:=false); standalone we do it here.
+        if node.get_parameter("autostart").value:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().fatal("configure failed; see the error above")
+                return
+            node.trigger_activate()
         executor.spin()
     except KeyboardInterrupt:
         pass
