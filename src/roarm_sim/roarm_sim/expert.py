@@ -40,6 +40,11 @@ class ExpertConfig:
     settle_timeout: float = 2.0  # s, a phase ends this long after its time even if the arm lags
     max_command_step: float = 0.15  # rad, most any joint's setpoint moves between two calls (the driver
     # rejects steps over its max_step, 0.2 rad: a late tick must not produce a step it would refuse)
+    max_command_lead: float = 0.15  # rad, most any joint's setpoint leads the MEASURED joints. The driver measures
+    # each step from its last ACCEPTED command, which the expert cannot see: a setpoint lost on the way (DDS
+    # history overflow on a starved executor, a serial write timeout) makes the next one two steps away, it is
+    # refused, and without this bound every later one too (the expert runs on, the arm stays). Tied to the arm,
+    # the stream comes back within max_step of the driver's pose as soon as the arm has settled there.
     pitches: tuple[float, ...] = (math.pi / 2, 1.35, 1.2, 1.05)  # tool pitches to try, steepest first
 
     def __post_init__(self):
@@ -47,6 +52,8 @@ class ExpertConfig:
             raise ValueError(f"expert speeds and min_move_time must be > 0: {self}")
         if self.descend_steps < 1:
             raise ValueError("descend_steps must be >= 1")
+        if self.max_command_step <= 0 or self.max_command_lead <= 0:
+            raise ValueError(f"max_command_step and max_command_lead must be > 0: {self}")
 
 
 @dataclass
@@ -94,13 +101,17 @@ class ScriptedExpert:
 
     def setpoint(self, t: float, q_measured) -> np.ndarray:
         """Joint setpoint (URDF radians) for time ``t`` given the measured joints; no joint moves more than
-        ``max_command_step`` from the previous setpoint (a late call catches up over the next calls)."""
+        ``max_command_step`` from the previous setpoint (a late call catches up over the next calls) nor leads the
+        measured joints by more than ``max_command_lead`` (a lost setpoint is caught up once the arm settles)."""
         target = self._planned_setpoint(t, q_measured)
         if self._last is None:
             self._last = target
         else:
             step = self.config.max_command_step
             self._last = self._last + np.clip(target - self._last, -step, step)
+        q = np.asarray(q_measured, dtype=float)
+        lead = self.config.max_command_lead
+        self._last = np.clip(self._last, q - lead, q + lead)
         return self._last.copy()
 
     def _planned_setpoint(self, t: float, q_measured) -> np.ndarray:

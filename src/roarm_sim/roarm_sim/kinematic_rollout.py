@@ -33,12 +33,14 @@ class RolloutResult:
 def run_episode(seed: int, world: SimWorld | None = None, expert_config: ExpertConfig = ExpertConfig(),
                 command_rate: float = 20.0, physics_rate: float = 100.0, render_every: int = 0,
                 assumed_box_size: float | None = 0.03, late_tick_probability: float = 0.0,
-                driver_max_step: float = 0.2) -> RolloutResult:
+                driver_max_step: float = 0.2, lost_command_probability: float = 0.0) -> RolloutResult:
     """One episode from ``seed``: the arm starts at the episode's start pose (as after a reset), the expert plans
     from the measured joints, setpoints go to the servos at ``command_rate``, the world steps at ``physics_rate``.
     assumed_box_size: the box edge the expert plans with (the node only knows the box's pose, not its size, so it
     assumes its ``box_size`` parameter); None = the true size. late_tick_probability: chance that a command tick
-    is skipped (a busy executor), to check that the expert's steps stay within the driver's max_step anyway."""
+    is skipped (a busy executor), to check that the expert's steps stay within the driver's max_step anyway.
+    lost_command_probability: chance that a setpoint the expert sent never reaches the driver (DDS history
+    overflow on a starved executor, a serial write timeout): the driver's step reference stays behind."""
     from .scene import arm_clear_of_table  # local: keeps the module's import light
 
     world = world or SimWorld()
@@ -66,7 +68,9 @@ def run_episode(seed: int, world: SimWorld | None = None, expert_config: ExpertC
     while state.status == RUNNING:
         if k % per_command == 0 and rng.random() >= late_tick_probability:
             setpoint = expert.setpoint(t, q)
-            if np.max(np.abs(setpoint - reference)) > driver_max_step:
+            if rng.random() < lost_command_probability:
+                pass  # lost on the way: neither the driver's reference nor the servos see it
+            elif np.max(np.abs(setpoint - reference)) > driver_max_step:
                 rejected += 1  # as arm_driver does: refused, the arm keeps its last goal
             else:
                 reference = setpoint

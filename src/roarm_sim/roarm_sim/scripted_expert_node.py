@@ -38,6 +38,8 @@ PARAMETERS = {  # name: (default, description)
     "settle_tolerance": (0.04, "a phase ends when the measured joints are this close to its goal, rad"),
     "settle_timeout": (2.0, "... or this long after its planned time, s"),
     "max_command_step": (0.15, "most any joint's setpoint moves per command, rad (keep below arm_driver max_step)"),
+    "max_command_lead": (0.15, "most any joint's setpoint leads the measured joints, rad (a lost setpoint is caught "
+                                "up once the arm settles, instead of every later one being refused)"),
     "box_size": (0.03, "box footprint edge assumed by the expert when planning, m (sim_world draws 0.025..0.04)"),
     "box_height": (0.03, "box height assumed by the expert, m"),
     "outcome_timeout": (0.5, "stop streaming when no RUNNING sim/episode_outcome arrived for this long, s"),
@@ -59,7 +61,8 @@ class ScriptedExpertNode(Node):
             min_move_time=float(p["min_move_time"]), approach_height=float(p["approach_height"]),
             lift_height=float(p["lift_height"]), open_margin=float(p["open_margin"]),
             close_time=float(p["close_time"]), settle_tolerance=float(p["settle_tolerance"]),
-            settle_timeout=float(p["settle_timeout"]), max_command_step=float(p["max_command_step"]))
+            settle_timeout=float(p["settle_timeout"]), max_command_step=float(p["max_command_step"]),
+            max_command_lead=float(p["max_command_lead"]))
         self.expert = ScriptedExpert(self.config)
         self._q: np.ndarray | None = None
         self._box: PoseStamped | None = None
