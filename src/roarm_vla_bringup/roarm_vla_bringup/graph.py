@@ -155,6 +155,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("vla/markers", "visualization_msgs/msg/MarkerArray", when=_policy),
     TopicSpec("vla/predicted_joint_states", "sensor_msgs/msg/JointState", when=_policy),
     TopicSpec("sim/box_pose", "geometry_msgs/msg/PoseStamped", when=_sim),
+    TopicSpec("sim/episode_outcome", "roarm_interfaces/msg/EpisodeOutcome", when=_sim),
     TopicSpec("diagnostics", "diagnostic_msgs/msg/DiagnosticArray"),
     TopicSpec("tf", "tf2_msgs/msg/TFMessage"),
 )

@@ -98,8 +98,17 @@ class TopicMonitor:
 class GraphRunner:
     """Starts a graph's Python nodes in this process, drives lifecycle transitions, counts topics, stops cleanly."""
 
-    def __init__(self, graph: Graph, log: Callable[[str], None] = print, only: set[str] | None = None):
+    # Executor threads. sim_world's reset service (and its auto start) waits in an executor thread for the
+    # driver's move_joints result; rclpy's default (one per CPU: 2 here) left ONE thread for every other callback
+    # of the graph during a reset, and a starved graph drops setpoints (KEEP_LAST history overflow).
+    DEFAULT_THREADS = 6
+
+    def __init__(self, graph: Graph, log: Callable[[str], None] = print, only: set[str] | None = None,
+                 num_threads: int = DEFAULT_THREADS):
         """only: start just these Python nodes of the graph (tests, debugging); default all."""
+        if num_threads < 2:
+            raise ValueError(f"num_threads must be >= 2 (a reset waits in one thread), got {num_threads}")
+        self.num_threads = num_threads
         self.graph = graph
         self.log = log
         self.only = set(only) if only is not None else None
@@ -109,6 +118,7 @@ class GraphRunner:
         self.monitor: TopicMonitor | None = None
         self.executor: MultiThreadedExecutor | None = None
         self._spin_thread: threading.Thread | None = None
+        self._stop_spinning = threading.Event()
         self._started = False
         self.activated: list[str] = []
 
@@ -133,7 +143,7 @@ class GraphRunner:
         try:
             if self.graph.options.sim:
                 self._start_simulator()
-            self.executor = MultiThreadedExecutor(context=self.context)
+            self.executor = MultiThreadedExecutor(num_threads=self.num_threads, context=self.context)
             for node in self._python_nodes():
                 cls = import_attr(node.spec.node_class)
                 instance = cls(node_name=node.name, context=self.context, cli_args=node_cli_args(node),
@@ -173,11 +183,26 @@ class GraphRunner:
                     node.overrides[param] = port
 
     def _spin(self) -> None:
+        # Own loop instead of executor.spin(): stop() ends it without destroying the executor, so callbacks
+        # already handed to the thread pool can finish against a live executor (see stop()).
         try:
-            self.executor.spin()
+            while not self._stop_spinning.is_set() and self.context.ok():
+                self.executor.spin_once(timeout_sec=0.1)
         except Exception as exc:  # shutdown races are not errors; anything else is reported
-            if self.context.ok():
+            if self.context.ok() and not self._stop_spinning.is_set():
                 self.log(f"executor stopped: {exc!r}")
+
+    def _drain_callbacks(self, timeout: float) -> None:
+        """Wait (up to timeout) for the callbacks the executor already dispatched to its thread pool."""
+        pool = getattr(self.executor, "_executor", None)  # rclpy's MultiThreadedExecutor ThreadPoolExecutor
+        if pool is None:
+            return
+        waiter = threading.Thread(target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True},
+                                  name="roarm_vla_drain", daemon=True)
+        waiter.start()
+        waiter.join(timeout)
+        if waiter.is_alive():  # e.g. a sim_world reset waiting for a move that can no longer run
+            self.log(f"warning: executor callbacks still running after {timeout:.0f} s")
 
     def _transition(self, name: str, transition: str) -> None:
         from rclpy.lifecycle import TransitionCallbackReturn
@@ -192,6 +217,22 @@ class GraphRunner:
     def stop(self) -> None:
         if not self._started:
             return
+        # Order matters: first no callback may be dispatched any more (executor shut down, its spin thread
+        # joined), then the lifecycle nodes deactivate and clean up (direct calls; cleanup destroys the driver's
+        # timers, subscription and services), then the nodes go, then the context. Destroying entities under a
+        # spinning executor left dispatched tasks failing with "cannot use Destroyable because destruction was
+        # requested", printed at exit as never-retrieved exceptions.
+        # (rclpy's Executor.shutdown() does not wait for dispatched callbacks, and destroys the guard condition
+        # they trigger on their way out: hence stop the loop, drain the pool, and only then shut it down.)
+        self._stop_spinning.set()
+        if self._spin_thread is not None:
+            self._spin_thread.join(timeout=5.0)
+            if self._spin_thread.is_alive():
+                self.log("warning: the executor thread did not stop within 5 s")
+            self._spin_thread = None
+        if self.executor is not None:
+            self._drain_callbacks(timeout=5.0)
+            self.executor.shutdown(timeout_sec=1.0)
         for name in reversed(self.activated):
             node = self.nodes.get(name)
             try:
@@ -200,17 +241,14 @@ class GraphRunner:
             except Exception as exc:  # keep shutting the rest down
                 self.log(f"{name}: deactivate/cleanup failed: {exc!r}")
         self.activated.clear()
-        if self.executor is not None:
-            self.executor.shutdown(timeout_sec=5.0)
         for node in list(self.nodes.values()) + ([self.monitor.node] if self.monitor else []):
             try:
                 node.destroy_node()
             except Exception as exc:
                 self.log(f"destroying {node.get_name()} failed: {exc!r}")
         self.nodes.clear()
+        self.executor = None
         rclpy.try_shutdown(context=self.context)
-        if self._spin_thread is not None:
-            self._spin_thread.join(timeout=5.0)
         if self.simulator is not None:
             self.simulator.stop()
             self.simulator = None
