@@ -68,11 +68,12 @@ def node_actions(graph: g.Graph) -> list:
             actions.append(Node(**common))
             continue
         lifecycle_node = LifecycleNode(**common)
-        # configure at start; activate once the node reports 'inactive' (configure succeeded).
+        # configure at start; activate once configure succeeded (configuring -> inactive). Only that transition:
+        # a deactivate (active -> inactive, e.g. an operator pausing the arm) must not re-activate the node.
         actions += [
             lifecycle_node,
             RegisterEventHandler(OnStateTransition(
-                target_lifecycle_node=lifecycle_node, goal_state="inactive",
+                target_lifecycle_node=lifecycle_node, start_state="configuring", goal_state="inactive",
                 entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(lifecycle_node),
                                                       transition_id=Transition.TRANSITION_ACTIVATE))])),
             EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(lifecycle_node),
