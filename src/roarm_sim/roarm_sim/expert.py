@@ -40,11 +40,12 @@ class ExpertConfig:
     settle_timeout: float = 2.0  # s, a phase ends this long after its time even if the arm lags
     max_command_step: float = 0.15  # rad, most any joint's setpoint moves between two calls (the driver
     # rejects steps over its max_step, 0.2 rad: a late tick must not produce a step it would refuse)
-    max_command_lead: float = 0.15  # rad, most any joint's setpoint leads the MEASURED joints. The driver measures
-    # each step from its last ACCEPTED command, which the expert cannot see: a setpoint lost on the way (DDS
-    # history overflow on a starved executor, a serial write timeout) makes the next one two steps away, it is
-    # refused, and without this bound every later one too (the expert runs on, the arm stays). Tied to the arm,
-    # the stream comes back within max_step of the driver's pose as soon as the arm has settled there.
+    resync_time: float = 0.3  # s: when the measured joints have stood still this long while the last setpoint is
+    # more than max_command_step away from them, the driver is refusing our stream (its step reference, the last
+    # ACCEPTED command, is behind: a setpoint was lost on the way, e.g. a DDS history overflow on a starved
+    # executor or a serial write timeout, and every later one is then too far). The setpoint restarts from the
+    # measured pose, where the arm stands: the driver's reference.
+    still_tolerance: float = 0.01  # rad: the measured joints "stand still" while they stay within this
     pitches: tuple[float, ...] = (math.pi / 2, 1.35, 1.2, 1.05)  # tool pitches to try, steepest first
 
     def __post_init__(self):
@@ -52,8 +53,8 @@ class ExpertConfig:
             raise ValueError(f"expert speeds and min_move_time must be > 0: {self}")
         if self.descend_steps < 1:
             raise ValueError("descend_steps must be >= 1")
-        if self.max_command_step <= 0 or self.max_command_lead <= 0:
-            raise ValueError(f"max_command_step and max_command_lead must be > 0: {self}")
+        if self.max_command_step <= 0 or self.resync_time <= 0 or self.still_tolerance <= 0:
+            raise ValueError(f"max_command_step, resync_time and still_tolerance must be > 0: {self}")
 
 
 @dataclass
@@ -78,6 +79,10 @@ class ScriptedExpert:
         self.index = 0
         self.failure = ""
         self._last: np.ndarray | None = None  # last setpoint handed out (the driver's step reference)
+        self._still_q: np.ndarray | None = None  # measured joints when they last moved
+        self._still_since = 0.0
+        self._far_since: float | None = None  # when the setpoint went more than max_command_step from the arm
+        self.resyncs = 0  # times the stream restarted from the measured pose (the arm had stopped following)
 
     @property
     def phase(self) -> str:
@@ -97,22 +102,40 @@ class ScriptedExpert:
             raise
         self.index = 0
         self._last = q_start.copy()
+        self._still_q, self._far_since = None, None
         self._begin(0, q_start, t)
 
     def setpoint(self, t: float, q_measured) -> np.ndarray:
         """Joint setpoint (URDF radians) for time ``t`` given the measured joints; no joint moves more than
-        ``max_command_step`` from the previous setpoint (a late call catches up over the next calls) nor leads the
-        measured joints by more than ``max_command_lead`` (a lost setpoint is caught up once the arm settles)."""
+        ``max_command_step`` from the previous setpoint (a late call catches up over the next calls); restarts
+        from the measured joints when the arm has stopped following (see ExpertConfig.resync_time)."""
         target = self._planned_setpoint(t, q_measured)
+        q = np.asarray(q_measured, dtype=float)
+        step = self.config.max_command_step
+        if self._last is not None and self._arm_stopped_following(t, q):
+            self._last = q.copy()
+            self.resyncs += 1
         if self._last is None:
             self._last = target
         else:
-            step = self.config.max_command_step
             self._last = self._last + np.clip(target - self._last, -step, step)
-        q = np.asarray(q_measured, dtype=float)
-        lead = self.config.max_command_lead
-        self._last = np.clip(self._last, q - lead, q + lead)
         return self._last.copy()
+
+    def _arm_stopped_following(self, t: float, q: np.ndarray) -> bool:
+        """True when the arm has stood still for resync_time while the setpoint was all that time more than
+        max_command_step away (a phase start, where the setpoint runs a little ahead of a resting arm for a
+        moment, is not that)."""
+        if self._still_q is None or np.max(np.abs(q - self._still_q)) > self.config.still_tolerance:
+            self._still_q, self._still_since = q.copy(), t  # moving: restart the stand-still clock
+        if np.max(np.abs(self._last - q)) <= self.config.max_command_step:
+            self._far_since = None  # standing where we asked (or one step from it): following
+            return False
+        if self._far_since is None:
+            self._far_since = t
+        if t - max(self._still_since, self._far_since) < self.config.resync_time:
+            return False
+        self._far_since = None
+        return True
 
     def _planned_setpoint(self, t: float, q_measured) -> np.ndarray:
         if not self.phases:

@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     import json
     import time
 
-    from .demo import wilson_interval
+    from .report import wilson_interval
 
     parser = argparse.ArgumentParser(prog="python -m roarm_sim.kinematic_rollout", description=main.__doc__)
     parser.add_argument("--episodes", type=int, default=200)

@@ -16,6 +16,7 @@ from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -25,6 +26,7 @@ from roarm_interfaces.msg import EpisodeOutcome
 
 from .expert import ExpertConfig, PlanningError, ScriptedExpert
 from .scene import BoxPose
+from .sim_world_node import skip_if_running
 
 PARAMETERS = {  # name: (default, description)
     "command_rate": (20.0, "joint_trajectory setpoints per second, Hz"),
@@ -38,8 +40,8 @@ PARAMETERS = {  # name: (default, description)
     "settle_tolerance": (0.04, "a phase ends when the measured joints are this close to its goal, rad"),
     "settle_timeout": (2.0, "... or this long after its planned time, s"),
     "max_command_step": (0.15, "most any joint's setpoint moves per command, rad (keep below arm_driver max_step)"),
-    "max_command_lead": (0.15, "most any joint's setpoint leads the measured joints, rad (a lost setpoint is caught "
-                                "up once the arm settles, instead of every later one being refused)"),
+    "resync_time": (0.3, "restart the setpoints from the measured joints when the arm has stood still this long "
+                          "more than max_command_step from the last setpoint (the driver refuses the stream), s"),
     "box_size": (0.03, "box footprint edge assumed by the expert when planning, m (sim_world draws 0.025..0.04)"),
     "box_height": (0.03, "box height assumed by the expert, m"),
     "outcome_timeout": (0.5, "stop streaming when no RUNNING sim/episode_outcome arrived for this long, s"),
@@ -62,7 +64,7 @@ class ScriptedExpertNode(Node):
             lift_height=float(p["lift_height"]), open_margin=float(p["open_margin"]),
             close_time=float(p["close_time"]), settle_tolerance=float(p["settle_tolerance"]),
             settle_timeout=float(p["settle_timeout"]), max_command_step=float(p["max_command_step"]),
-            max_command_lead=float(p["max_command_lead"]))
+            resync_time=float(p["resync_time"]))
         self.expert = ScriptedExpert(self.config)
         self._q: np.ndarray | None = None
         self._box: PoseStamped | None = None
@@ -70,12 +72,16 @@ class ScriptedExpertNode(Node):
         self._outcome_time = 0.0
         self._planned_episode: int | None = None
         self._sent = 0
-        self.create_subscription(JointState, "joint_states", self._on_joint_states, 10)
-        self.create_subscription(PoseStamped, "sim/box_pose", self._on_box, 10)
-        self.create_subscription(EpisodeOutcome, "sim/episode_outcome", self._on_outcome, 10)
+        # Inputs only store the latest message (one attribute assignment each): a reentrant group, so the node's
+        # default (mutually exclusive) group is not kept busy at 50 Hz; rclpy's MultiThreadedExecutor busy-waits
+        # while a ready entity's group is busy. The tick runs one at a time (skip_if_running).
+        inputs = ReentrantCallbackGroup()
+        self.create_subscription(JointState, "joint_states", self._on_joint_states, 10, callback_group=inputs)
+        self.create_subscription(PoseStamped, "sim/box_pose", self._on_box, 10, callback_group=inputs)
+        self.create_subscription(EpisodeOutcome, "sim/episode_outcome", self._on_outcome, 10, callback_group=inputs)
         self.pub = self.create_publisher(JointTrajectory, "joint_trajectory", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "diagnostics", 10)
-        self.create_timer(1.0 / float(p["command_rate"]), self._tick)
+        self.create_timer(1.0 / float(p["command_rate"]), skip_if_running(self._tick), callback_group=inputs)
         self.create_timer(1.0, self._publish_diagnostics)
 
     def _on_joint_states(self, msg: JointState) -> None:
@@ -137,7 +143,8 @@ class ScriptedExpertNode(Node):
             status.level, status.message = DiagnosticStatus.OK, "ok"
         status.values = [KeyValue(key="phase", value=self.expert.phase if self._planned_episode is not None else "IDLE"),
                          KeyValue(key="episode_index", value=str(self._planned_episode)),
-                         KeyValue(key="setpoints_sent", value=str(self._sent))]
+                         KeyValue(key="setpoints_sent", value=str(self._sent)),
+                         KeyValue(key="resyncs", value=str(self.expert.resyncs))]
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [status]

@@ -99,7 +99,12 @@ class SimWorldNode(Node):
         self._auto_started = not bool(p["auto_start"])
 
         reentrant = ReentrantCallbackGroup()
-        self.create_subscription(JointState, "joint_states", self._on_joint_states, 10)
+        # The high-rate callbacks (joint_states 50 Hz, physics 50 Hz, state 20 Hz) share a reentrant group: their
+        # bodies hold self._lock for the shared state. In the node's default (mutually exclusive) group they kept
+        # it busy most of the time, and rclpy's MultiThreadedExecutor busy-waits while a ready entity's group is
+        # busy (its wait set returns at once): one core spent spinning, the graph starved under the GIL.
+        fast = ReentrantCallbackGroup()
+        self.create_subscription(JointState, "joint_states", self._on_joint_states, 10, callback_group=fast)
         self.image_pub = self.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info", qos_profile_sensor_data)
         self.box_pub = self.create_publisher(PoseStamped, "sim/box_pose", 10)
@@ -108,11 +113,12 @@ class SimWorldNode(Node):
         self.create_service(ResetEpisode, "sim/reset_episode", self._on_reset, callback_group=reentrant)
         self.create_service(GetEpisodeOutcome, "sim/get_outcome", self._on_get_outcome)
         self.move_client = ActionClient(self, MoveJoints, "move_joints", callback_group=reentrant)
-        self.create_timer(1.0 / float(p["camera_rate"]), self._publish_camera,
-                          callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_timer(1.0 / float(p["physics_rate"]), self._step_physics)
-        self.create_timer(1.0 / float(p["state_rate"]), self._publish_state)
-        self.create_timer(1.0, self._publish_diagnostics)
+        self.create_timer(1.0 / float(p["camera_rate"]), skip_if_running(self._publish_camera), callback_group=fast)
+        # Timers in a mutually exclusive group make the executor spin while their callback overruns the period;
+        # skip_if_running() gives one-at-a-time without that: an overrun tick is dropped, not queued.
+        self.create_timer(1.0 / float(p["physics_rate"]), skip_if_running(self._step_physics), callback_group=fast)
+        self.create_timer(1.0 / float(p["state_rate"]), self._publish_state, callback_group=fast)
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=fast)
         self.create_timer(0.5, self._maybe_auto_start, callback_group=reentrant)
         self._camera_info = self._make_camera_info(camera)
 
@@ -304,6 +310,20 @@ class SimWorldNode(Node):
         info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
         info.p = [k[0, 0], 0.0, k[0, 2], 0.0, 0.0, k[1, 1], k[1, 2], 0.0, 0.0, 0.0, 1.0, 0.0]
         return info
+
+
+def skip_if_running(callback):
+    """callback() for a timer in a reentrant group: returns at once while a previous call still runs."""
+    running = threading.Lock()
+
+    def run() -> None:
+        if not running.acquire(blocking=False):
+            return
+        try:
+            callback()
+        finally:
+            running.release()
+    return run
 
 
 def _pair(p: dict, name: str) -> tuple[float, float]:

@@ -11,6 +11,7 @@ from roarm_sim import arm_model
 from roarm_sim.box_physics import BoxPhysics
 from roarm_sim.expert import HOLD, ExpertConfig, ScriptedExpert
 from roarm_sim.kinematic_rollout import run_episode
+from roarm_sim.report import wilson_interval
 from roarm_sim.outcome import RUNNING, SUCCESS, TIMEOUT, OutcomeJudge, OutcomeRules
 from roarm_sim.scene import TABLE_TOP_Z, CameraModel, SceneConfig, arm_clear_of_table, draw_episode
 from roarm_sim.world import SimWorld
@@ -197,8 +198,9 @@ def test_expert_resyncs_with_the_driver_after_lost_setpoints():
     results = [run_episode(s, late_tick_probability=0.3, lost_command_probability=0.1) for s in range(2000, 2030)]
     successes = sum(r.status == SUCCESS for r in results)
     assert successes / len(results) >= 0.9, [(r.seed, r.detail, r.rejected_steps) for r in results]
-    # a loss costs at most a couple of refused setpoints, never a stream of them
-    assert max(r.rejected_steps for r in results) <= 6, [r.rejected_steps for r in results]
+    # a loss costs a few refused setpoints until the expert restarts from where the arm stands, never the rest of
+    # the episode (before the resync: ~325 refused per failed episode, 7/30 successes)
+    assert max(r.rejected_steps for r in results) <= 40, [r.rejected_steps for r in results]
 
 
 def test_expert_plays_phases_in_order_and_waits_for_a_lagging_arm():
@@ -233,3 +235,11 @@ def test_contact_sheet_of_a_kinematic_episode_shows_the_lift(tmp_path):
     # the box moved up in the image (smaller row index) between the first and last frames
     assert np.nonzero(last)[0].mean() < np.nonzero(first)[0].mean() - 10
     cv2.imwrite(str(tmp_path / "sheet.png"), np.hstack(result.frames[:4]))
+
+
+def test_wilson_interval_matches_known_values():
+    low, high = wilson_interval(5, 5)
+    assert low == pytest.approx(0.5655, abs=1e-3) and high == 1.0
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-3)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
