@@ -20,7 +20,6 @@ setup(
         "console_scripts": [
             "sim_world = roarm_sim.sim_world_node:main",
             "scripted_expert = roarm_sim.scripted_expert_node:main",
-            "roarm-sim-demo = roarm_sim.demo:main",
         ],
     },
 )

@@ -26,6 +26,7 @@ setup(
         "console_scripts": [
             "action_visualizer = roarm_vla_bringup.action_visualizer_node:main",
             "roarm-vla = roarm_vla_bringup.runner:main",
+            "roarm-vla-demo = roarm_vla_bringup.demo:main",
         ],
     },
 )

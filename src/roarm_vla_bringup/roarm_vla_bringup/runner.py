@@ -28,6 +28,7 @@ from collections import defaultdict
 from typing import Any, Callable
 
 import rclpy
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -72,6 +73,9 @@ class TopicMonitor:
         self.since = time.monotonic()  # start of the counting period (reset() restarts it)
         self.skipped: list[str] = []
         best_effort = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+        # Reentrant (counting holds a lock): in one mutually exclusive group ~150 messages/s kept it busy, and
+        # rclpy's MultiThreadedExecutor busy-waits while a ready entity's group is busy.
+        self._group = ReentrantCallbackGroup()
         for topic in graph.topics:
             try:
                 msg_type = message_type(topic.type)
@@ -81,7 +85,8 @@ class TopicMonitor:
                 continue
             # Best effort subscriptions match reliable and best-effort publishers alike.
             qos = qos_profile_sensor_data if topic.sensor_qos else best_effort
-            self.node.create_subscription(msg_type, topic.name, lambda _m, t=topic.name: self._count(t), qos)
+            self.node.create_subscription(msg_type, topic.name, lambda _m, t=topic.name: self._count(t), qos,
+                                          callback_group=self._group)
 
     def _count(self, topic: str) -> None:
         with self._lock:
@@ -119,6 +124,7 @@ class GraphRunner:
         self.executor: MultiThreadedExecutor | None = None
         self._spin_thread: threading.Thread | None = None
         self._stop_spinning = threading.Event()
+        self._helpers: list[Node] = []
         self._started = False
         self.activated: list[str] = []
 
@@ -241,12 +247,13 @@ class GraphRunner:
             except Exception as exc:  # keep shutting the rest down
                 self.log(f"{name}: deactivate/cleanup failed: {exc!r}")
         self.activated.clear()
-        for node in list(self.nodes.values()) + ([self.monitor.node] if self.monitor else []):
+        for node in list(self.nodes.values()) + self._helpers + ([self.monitor.node] if self.monitor else []):
             try:
                 node.destroy_node()
             except Exception as exc:
                 self.log(f"destroying {node.get_name()} failed: {exc!r}")
         self.nodes.clear()
+        self._helpers.clear()
         self.executor = None
         rclpy.try_shutdown(context=self.context)
         if self.simulator is not None:
@@ -255,6 +262,16 @@ class GraphRunner:
         self._started = False
 
     # -- running -----------------------------------------------------------------------------------------------
+    def create_node(self, name: str) -> Node:
+        """A plain helper node in the graph's context and executor (clients of the demo, tests); destroyed by
+        stop(). Not a graph node: the graph's composition comes only from graph.py."""
+        if not self._started or self.executor is None:
+            raise RuntimeError("start the runner before creating helper nodes")
+        node = Node(name, context=self.context)
+        self._helpers.append(node)
+        self.executor.add_node(node)
+        return node
+
     def spin_for(self, seconds: float) -> None:
         """Let the graph run for `seconds` (the executor spins in its own thread)."""
         deadline = time.monotonic() + seconds
