@@ -21,7 +21,7 @@ build:
 	@$(ENV) colcon --log-base log build --metas colcon.meta --symlink-install --event-handlers console_cohesion- summary+
 
 demo: setup
-	@$(ENV) python -m roarm_sim.demo --episodes $(EPISODES) --seed $(SEED) --out outputs/demo $(DEMO_ARGS)
+	@$(ENV) python -m roarm_vla_bringup.demo --episodes $(EPISODES) --seed $(SEED) --out outputs/demo $(DEMO_ARGS)
 
 test: setup
 	@$(ENV) python -m pytest $(PYTEST_ARGS)
