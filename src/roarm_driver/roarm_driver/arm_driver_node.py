@@ -213,8 +213,10 @@ class ArmDriverNode(LifecycleNode):
 
     def _teardown(self) -> None:
         if self._link is not None:
-            self._link.stop()
+            port = self._link.port
+            self._link.stop()  # a requested close: SerialLink does not report it as a lost link (no ERROR)
             self._link = None
+            self.get_logger().info(f"serial link on {port} closed")
         for entity in self._entities:
             if hasattr(entity, "cancel"):
                 entity.cancel()
