@@ -299,6 +299,12 @@ class ArmDriverNode(LifecycleNode):
             self._counters["setpoints_sent"] += 1
         else:
             self._counters["setpoints_lost"] += 1
+            # A failed write may still have reached the arm: pyserial raises its write timeout after a COMPLETE
+            # write when this thread was descheduled past write_timeout (seen on a loaded machine). The last
+            # commanded pose is then unknown; keeping the old one made every later setpoint of a stream one
+            # step too far ("step larger than max_step" for good). The next step is measured from the measured
+            # pose instead, as after an unplug.
+            self._target = None
         return ok
 
     def _reference(self) -> np.ndarray | None:
