@@ -203,7 +203,8 @@ class GraphRunner:
         pool = getattr(self.executor, "_executor", None)  # rclpy's MultiThreadedExecutor ThreadPoolExecutor
         if pool is None:
             return
-        waiter = threading.Thread(target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True},
+        # queued handlers run too (not cancelled: an unstarted handler coroutine warns "never awaited" at exit)
+        waiter = threading.Thread(target=pool.shutdown, kwargs={"wait": True},
                                   name="roarm_vla_drain", daemon=True)
         waiter.start()
         waiter.join(timeout)
