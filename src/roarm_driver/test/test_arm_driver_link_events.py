@@ -43,11 +43,15 @@ def test_normal_shutdown_logs_no_error_but_a_lost_link_does(rig):
     recorder = RosoutRecorder(rig)
     assert wait_until(lambda: rig.probe.count() > 5, 3.0)
     # the recorder hears the driver (an INFO on demand: set_torque true logs one)
-    rig.probe.call(rig.probe.set_torque, SetBool.Request(data=True))
-    assert wait_until(lambda: recorder.from_driver(Log.INFO), 3.0), "no driver log reached /rosout"
+    for _ in range(10):  # until the recorder has matched the driver's /rosout publisher (discovery)
+        rig.probe.call(rig.probe.set_torque, SetBool.Request(data=True))
+        if wait_until(lambda: recorder.from_driver(Log.INFO), 0.5):
+            break
+    assert recorder.from_driver(Log.INFO), "no driver log reached /rosout"
     rig.node.trigger_deactivate()
     rig.node.trigger_cleanup()
-    assert wait_until(lambda: any("closed" in m.msg for m in recorder.from_driver(Log.INFO)), 3.0)
+    assert wait_until(lambda: any("closed" in m.msg for m in recorder.from_driver(Log.INFO)), 6.0), \
+        [m.msg for m in recorder.from_driver()]
     time.sleep(0.3)
     assert not recorder.from_driver(Log.ERROR), [m.msg for m in recorder.from_driver(Log.ERROR)]
     # a real loss still is an ERROR
