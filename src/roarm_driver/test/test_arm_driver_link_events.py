@@ -1,6 +1,5 @@
-"""Serial link events seen from outside: a normal shutdown (deactivate, cleanup, destroy) logs no ERROR while a
-real loss still does (read from /rosout, what rqt_console shows); a write reported failed that reached the arm
-does not leave the step reference behind."""
+"""Serial link events seen from outside: a normal shutdown (deactivate, cleanup) logs no ERROR (read from /rosout,
+what rqt_console shows); a write reported failed that reached the arm does not leave the step reference behind."""
 
 import threading
 import time
@@ -39,7 +38,7 @@ def rig():
     rig.close()
 
 
-def test_normal_shutdown_logs_no_error_but_a_lost_link_does(rig):
+def test_normal_shutdown_logs_no_error(rig):
     recorder = RosoutRecorder(rig)
     assert wait_until(lambda: rig.probe.count() > 5, 3.0)
     # the recorder hears the driver (an INFO on demand: set_torque true logs one)
@@ -54,12 +53,7 @@ def test_normal_shutdown_logs_no_error_but_a_lost_link_does(rig):
         [m.msg for m in recorder.from_driver()]
     time.sleep(0.3)
     assert not recorder.from_driver(Log.ERROR), [m.msg for m in recorder.from_driver(Log.ERROR)]
-    # a real loss still is an ERROR
-    rig.node.trigger_configure()
-    rig.node.trigger_activate()
-    assert wait_until(lambda: rig.node.snapshot()["connected"], 3.0)
-    rig.sim.disconnect()  # unplugged
-    assert wait_until(lambda: any("serial link lost" in m.msg for m in recorder.from_driver(Log.ERROR)), 6.0)
+    # (a real loss is reported as an ERROR diagnostic: test_arm_driver_node.py, unplug and replug)
 
 
 def test_a_write_reported_failed_that_reached_the_arm_does_not_block_the_stream(rig):
