@@ -105,14 +105,16 @@ class ScriptedExpert:
         self._still_q, self._far_since = None, None
         self._begin(0, q_start, t)
 
-    def setpoint(self, t: float, q_measured) -> np.ndarray:
+    def setpoint(self, t: float, q_measured, q_time: float | None = None) -> np.ndarray:
         """Joint setpoint (URDF radians) for time ``t`` given the measured joints; no joint moves more than
         ``max_command_step`` from the previous setpoint (a late call catches up over the next calls); restarts
-        from the measured joints when the arm has stopped following (see ExpertConfig.resync_time)."""
+        from the measured joints when the arm has stopped following (see ExpertConfig.resync_time). q_time: when
+        q_measured was measured (default t); the stand-still clock runs on it, so a stale measurement (joint_states
+        held up in a busy executor) never looks like an arm standing still."""
         target = self._planned_setpoint(t, q_measured)
         q = np.asarray(q_measured, dtype=float)
         step = self.config.max_command_step
-        if self._last is not None and self._arm_stopped_following(t, q):
+        if self._last is not None and self._arm_stopped_following(t if q_time is None else q_time, q):
             self._last = q.copy()
             self.resyncs += 1
         if self._last is None:

@@ -67,6 +67,7 @@ class ScriptedExpertNode(Node):
             resync_time=float(p["resync_time"]))
         self.expert = ScriptedExpert(self.config)
         self._q: np.ndarray | None = None
+        self._q_time: float | None = None
         self._box: PoseStamped | None = None
         self._outcome: EpisodeOutcome | None = None
         self._outcome_time = 0.0
@@ -87,6 +88,7 @@ class ScriptedExpertNode(Node):
     def _on_joint_states(self, msg: JointState) -> None:
         try:
             self._q = joints.order_by_names(msg.name, msg.position)
+            self._q_time = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9  # when the driver read it
         except ValueError as exc:
             self.get_logger().warn(f"ignoring joint_states: {exc}", throttle_duration_sec=5.0)
 
@@ -115,7 +117,7 @@ class ScriptedExpertNode(Node):
                 return
         if self.expert.failure:
             return
-        setpoint = self.expert.setpoint(now, self._q)
+        setpoint = self.expert.setpoint(now, self._q, self._q_time)
         msg = JointTrajectory()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.joint_names = list(joints.JOINT_NAMES)
