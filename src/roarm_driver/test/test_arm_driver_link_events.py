@@ -1,34 +1,11 @@
-"""Serial link events seen from outside: a normal shutdown (deactivate, cleanup) logs no ERROR (read from /rosout,
-what rqt_console shows); a write reported failed that reached the arm does not leave the step reference behind."""
+"""Serial link events seen from outside: a normal shutdown (deactivate, cleanup) logs no ERROR; a write reported
+failed that reached the arm does not leave the step reference behind."""
 
-import threading
 import time
 
 import pytest
-from rcl_interfaces.msg import Log
-from rclpy.node import Node
-from rclpy.qos import QoSDurabilityPolicy, QoSProfile
-from std_srvs.srv import SetBool
 
 from driver_rig import Rig, wait_until
-
-
-class RosoutRecorder:
-    def __init__(self, rig: Rig):
-        self.lock = threading.Lock()
-        self.logs: list[Log] = []
-        self.node = Node("rosout_recorder", context=rig.context)
-        qos = QoSProfile(depth=100, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)  # /rosout's own QoS
-        self.node.create_subscription(Log, "/rosout", self._on_log, qos)
-        rig.executor.add_node(self.node)
-
-    def _on_log(self, msg: Log) -> None:
-        with self.lock:
-            self.logs.append(msg)
-
-    def from_driver(self, level: int | None = None) -> list[Log]:
-        with self.lock:
-            return [m for m in self.logs if m.name == "arm_driver" and (level is None or m.level == level)]
 
 
 @pytest.fixture
@@ -38,22 +15,20 @@ def rig():
     rig.close()
 
 
-def test_normal_shutdown_logs_no_error(rig):
-    recorder = RosoutRecorder(rig)
+def test_normal_shutdown_logs_no_error(rig, capfd):
+    # The driver's log lines as rcutils writes them to the console (stderr). /rosout would be the other place,
+    # but rcl routes a node name's logs to the first /rosout publisher of that name in the process, so a test
+    # suite that creates many arm_driver nodes cannot read them there.
     assert wait_until(lambda: rig.probe.count() > 5, 3.0)
-    # the recorder hears the driver (an INFO on demand: set_torque true logs one)
-    for _ in range(10):  # until the recorder has matched the driver's /rosout publisher (discovery)
-        rig.probe.call(rig.probe.set_torque, SetBool.Request(data=True))
-        if wait_until(lambda: recorder.from_driver(Log.INFO), 0.5):
-            break
-    assert recorder.from_driver(Log.INFO), "no driver log reached /rosout"
+    capfd.readouterr()
     rig.node.trigger_deactivate()
     rig.node.trigger_cleanup()
-    assert wait_until(lambda: any("closed" in m.msg for m in recorder.from_driver(Log.INFO)), 6.0), \
-        [m.msg for m in recorder.from_driver()]
     time.sleep(0.3)
-    assert not recorder.from_driver(Log.ERROR), [m.msg for m in recorder.from_driver(Log.ERROR)]
-    # (a real loss is reported as an ERROR diagnostic: test_arm_driver_node.py, unplug and replug)
+    err = capfd.readouterr().err
+    driver_lines = [line for line in err.splitlines() if "[arm_driver]" in line]
+    assert any("[INFO]" in line and "closed" in line for line in driver_lines), driver_lines
+    assert not [line for line in driver_lines if "[ERROR]" in line], driver_lines
+    # (a real loss is reported as an ERROR: test_arm_driver_node.py, unplug and replug)
 
 
 def test_a_write_reported_failed_that_reached_the_arm_does_not_block_the_stream(rig):
