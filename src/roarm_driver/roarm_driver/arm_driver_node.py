@@ -99,6 +99,7 @@ class ArmDriverNode(LifecycleNode):
         self._feedback_time: float | None = None  # monotonic receipt of the latest feedback
         self._feedback_times: deque[float] = deque(maxlen=400)
         self._target: np.ndarray | None = None  # last commanded pose (None: not known -> measured pose)
+        self._maybe_target: np.ndarray | None = None  # a pose whose write was reported failed (it may be there)
         self._trajectory: Trajectory | None = None
         self._trajectory_start = 0.0
         self._trajectory_owner: object | None = None  # goal handle of the move_joints goal that owns it
@@ -296,16 +297,26 @@ class ArmDriverNode(LifecycleNode):
         ok = link.write(proto.encode(proto.joints_command(q, self._speed, self._acceleration)))
         if ok:
             self._target = np.array(q, dtype=float)
+            self._maybe_target = None
             self._counters["setpoints_sent"] += 1
         else:
             self._counters["setpoints_lost"] += 1
             # A failed write may still have reached the arm: pyserial raises its write timeout after a COMPLETE
-            # write when this thread was descheduled past write_timeout (seen on a loaded machine). The last
-            # commanded pose is then unknown; keeping the old one made every later setpoint of a stream one
-            # step too far ("step larger than max_step" for good). The next step is measured from the measured
-            # pose instead, as after an unplug.
-            self._target = None
+            # write when this thread was descheduled past write_timeout (seen on a loaded machine). Which of the
+            # two poses the servos hold is unknown; with only the old one as reference the stream's next setpoint
+            # (a step beyond the written one) was refused, and every later one. The next setpoint may be one
+            # max_step from either (see _check_setpoint).
+            self._maybe_target = np.array(q, dtype=float)
         return ok
+
+    def _check_setpoint(self, names, positions, reference: np.ndarray):
+        """check_command against the last commanded pose, or against the pose of a write reported failed."""
+        try:
+            return check_command(names, positions, reference, self._safety)
+        except CommandRejected as exc:
+            if exc.rule != "max_step" or self._maybe_target is None or self._target is None:
+                raise
+            return check_command(names, positions, self._maybe_target, self._safety)
 
     def _reference(self) -> np.ndarray | None:
         """Pose the next command's step is measured from: the last commanded pose, else the measured one."""
@@ -364,7 +375,7 @@ class ArmDriverNode(LifecycleNode):
             reference = self._reference()
             try:
                 if len(msg.points) == 1:
-                    checked = check_command(msg.joint_names, msg.points[0].positions, reference, self._safety)
+                    checked = self._check_setpoint(msg.joint_names, msg.points[0].positions, reference)
                     self._warn(checked.warnings)
                     self._stop_motion("preempted by a joint_trajectory setpoint")
                     if self._write_pose(checked.positions):

@@ -107,6 +107,13 @@ class ScriptedExpertNode(Node):
             return
         now = time.monotonic()
         if outcome.episode_index != self._planned_episode or self._outcome_seed != outcome.seed:
+            # Plan only from joint_states measured after the episode started (after the reset's move_joints):
+            # an older one, held up in a busy executor, shows the arm where the reset took it FROM, and the first
+            # setpoint planned from it is far from the driver's last commanded pose (refused: "step larger than
+            # max_step").
+            started = outcome.header.stamp.sec + outcome.header.stamp.nanosec * 1e-9 - float(outcome.elapsed)
+            if self._q_time is None or self._q_time < started:
+                return
             self._planned_episode = outcome.episode_index
             self._outcome_seed = outcome.seed
             try:
