@@ -3,7 +3,7 @@
 Reads the same table as pick.launch.py (graph.py): same nodes, same YAML files in the same order, same
 launch-argument overrides. Each node gets `--ros-args --params-file <yaml> ...` as cli_args (what launch_ros
 hands a node process) and its overrides as typed parameter_overrides (what launch_ros writes into its temporary
-parameter file). All nodes share one rclpy Context and one MultiThreadedExecutor.
+parameter file). All nodes share one rclpy Context; each node spins in its own executor thread (NodeSpinner).
 
 Differences from the launch file, printed at start:
 - C++ nodes (robot_state_publisher x2, static_transform_publisher) are not available from pip: skipped.
@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -73,8 +73,7 @@ class TopicMonitor:
         self.since = time.monotonic()  # start of the counting period (reset() restarts it)
         self.skipped: list[str] = []
         best_effort = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
-        # Reentrant (counting holds a lock): in one mutually exclusive group ~150 messages/s kept it busy, and
-        # rclpy's MultiThreadedExecutor busy-waits while a ready entity's group is busy.
+        # Reentrant: counting holds only a short lock (the monitor spins in a single-threaded executor of its own).
         self._group = ReentrantCallbackGroup()
         for topic in graph.topics:
             try:
@@ -100,20 +99,72 @@ class TopicMonitor:
             self.since = time.monotonic()
 
 
+class NodeSpinner:
+    """One node, its own executor, its own spin thread: what a process of its own is under `ros2 launch`.
+
+    Why not one executor for the whole graph: rclpy's MultiThreadedExecutor busy-waits (holding the GIL) while a
+    callback of a busy group is pending, and every executor thread competes for the GIL with the policy's
+    inference thread: with one shared 6-thread executor the tiny SmolVLA took > 8 s per chunk instead of 0.05 s
+    (measured). A node gets a multi-threaded executor only when one of its callbacks blocks on another callback
+    of the same node (the driver's move_joints execute loop, sim_world's reset waiting for the move)."""
+
+    def __init__(self, node: Node, threads: int, context, log: Callable[[str], None]):
+        self.node = node
+        self.log = log
+        self.executor: Executor = (SingleThreadedExecutor(context=context) if threads <= 1
+                                   else MultiThreadedExecutor(num_threads=threads, context=context))
+        self.executor.add_node(node)
+        self._context = context
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name=f"spin_{node.get_name()}", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        # Own loop instead of executor.spin(): stop() ends it without destroying the executor, so callbacks
+        # already handed to a thread pool can finish against a live executor (see stop()).
+        try:
+            while not self._stop.is_set() and self._context.ok():
+                self.executor.spin_once(timeout_sec=0.1)
+        except Exception as exc:  # shutdown races are not errors; anything else is reported
+            if self._context.ok() and not self._stop.is_set():
+                self.log(f"{self.node.get_name()}: executor stopped: {exc!r}")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """No callback is dispatched after this returns (rclpy's Executor.shutdown() does not wait for dispatched
+        callbacks and destroys the guard condition they trigger on their way out: stop the loop, drain the pool,
+        then shut the executor down)."""
+        self._stop.set()
+        self.thread.join(timeout=timeout)
+        if self.thread.is_alive():
+            self.log(f"warning: the executor thread of {self.node.get_name()} did not stop within {timeout:.0f} s")
+        pool = getattr(self.executor, "_executor", None)  # MultiThreadedExecutor's ThreadPoolExecutor
+        if pool is not None:
+            # queued handlers run too (not cancelled: an unstarted handler coroutine warns "never awaited")
+            waiter = threading.Thread(target=pool.shutdown, kwargs={"wait": True}, daemon=True)
+            waiter.start()
+            waiter.join(timeout)
+            if waiter.is_alive():  # e.g. a sim_world reset waiting for a move that can no longer run
+                self.log(f"warning: callbacks of {self.node.get_name()} still running after {timeout:.0f} s")
+        self.executor.shutdown(timeout_sec=1.0)
+
+
 class GraphRunner:
     """Starts a graph's Python nodes in this process, drives lifecycle transitions, counts topics, stops cleanly."""
 
-    # Executor threads. sim_world's reset service (and its auto start) waits in an executor thread for the
-    # driver's move_joints result; rclpy's default (one per CPU: 2 here) left ONE thread for every other callback
-    # of the graph during a reset, and a starved graph drops setpoints (KEEP_LAST history overflow).
-    DEFAULT_THREADS = 6
+    # Executor threads per node (default 1). arm_driver: the move_joints execute callback loops until the move
+    # ends while joint_trajectory, timers and services must go on. sim_world: its reset service waits for the
+    # driver's move_joints result, which arrives through sim_world's own action client callbacks.
+    EXECUTOR_THREADS = {"arm_driver": 4, "sim_world": 3}
 
-    def __init__(self, graph: Graph, log: Callable[[str], None] = print, only: set[str] | None = None,
-                 num_threads: int = DEFAULT_THREADS):
+    # One process holds what `ros2 launch` spreads over processes, so every node shares one GIL. SmolVLA's
+    # inference runs thousands of small torch ops that each give the GIL back; with CPython's default 5 ms switch
+    # interval the inference thread then waits up to 5 ms per op behind the executor, render and serial threads
+    # (convoy effect). Measured with the tiny SmolVLA in the sim policy graph (6 s): 0-2 chunks at 5 ms, 10-22 at
+    # 0.5 ms. Set while the graph runs, restored by stop().
+    GIL_SWITCH_INTERVAL_S = 0.0005
+
+    def __init__(self, graph: Graph, log: Callable[[str], None] = print, only: set[str] | None = None):
         """only: start just these Python nodes of the graph (tests, debugging); default all."""
-        if num_threads < 2:
-            raise ValueError(f"num_threads must be >= 2 (a reset waits in one thread), got {num_threads}")
-        self.num_threads = num_threads
         self.graph = graph
         self.log = log
         self.only = set(only) if only is not None else None
@@ -121,9 +172,8 @@ class GraphRunner:
         self.nodes: dict[str, Node] = {}
         self.simulator = None
         self.monitor: TopicMonitor | None = None
-        self.executor: MultiThreadedExecutor | None = None
-        self._spin_thread: threading.Thread | None = None
-        self._stop_spinning = threading.Event()
+        self.spinners: list[NodeSpinner] = []
+        self._saved_switch_interval: float | None = None
         self._helpers: list[Node] = []
         self._started = False
         self.activated: list[str] = []
@@ -143,23 +193,22 @@ class GraphRunner:
             if not node.spec.node_class:
                 self.log(f"note: skipping {node.name} ({node.spec.package}/{node.spec.executable} is C++, "
                          "not available from pip; pick.launch.py starts it)")
+        self._saved_switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(self.GIL_SWITCH_INTERVAL_S)
         # Own context, no process arguments: `--set name:=value` must not reach rcl as a global remap rule.
         rclpy.init(args=["roarm-vla"], context=self.context)
         self._started = True
         try:
             if self.graph.options.sim:
                 self._start_simulator()
-            self.executor = MultiThreadedExecutor(num_threads=self.num_threads, context=self.context)
             for node in self._python_nodes():
                 cls = import_attr(node.spec.node_class)
                 instance = cls(node_name=node.name, context=self.context, cli_args=node_cli_args(node),
                                parameter_overrides=node_parameter_overrides(node))
                 self.nodes[node.name] = instance
-                self.executor.add_node(instance)
+                self._spin(instance)
             self.monitor = TopicMonitor(self.graph, self.context, self.log)
-            self.executor.add_node(self.monitor.node)
-            self._spin_thread = threading.Thread(target=self._spin, name="roarm_vla_executor", daemon=True)
-            self._spin_thread.start()
+            self._spin(self.monitor.node)
             for node in self._python_nodes():
                 if node.spec.lifecycle:
                     self._transition(node.name, "configure")
@@ -188,28 +237,9 @@ class GraphRunner:
                 if node.name == node_name:
                     node.overrides[param] = port
 
-    def _spin(self) -> None:
-        # Own loop instead of executor.spin(): stop() ends it without destroying the executor, so callbacks
-        # already handed to the thread pool can finish against a live executor (see stop()).
-        try:
-            while not self._stop_spinning.is_set() and self.context.ok():
-                self.executor.spin_once(timeout_sec=0.1)
-        except Exception as exc:  # shutdown races are not errors; anything else is reported
-            if self.context.ok() and not self._stop_spinning.is_set():
-                self.log(f"executor stopped: {exc!r}")
-
-    def _drain_callbacks(self, timeout: float) -> None:
-        """Wait (up to timeout) for the callbacks the executor already dispatched to its thread pool."""
-        pool = getattr(self.executor, "_executor", None)  # rclpy's MultiThreadedExecutor ThreadPoolExecutor
-        if pool is None:
-            return
-        # queued handlers run too (not cancelled: an unstarted handler coroutine warns "never awaited" at exit)
-        waiter = threading.Thread(target=pool.shutdown, kwargs={"wait": True},
-                                  name="roarm_vla_drain", daemon=True)
-        waiter.start()
-        waiter.join(timeout)
-        if waiter.is_alive():  # e.g. a sim_world reset waiting for a move that can no longer run
-            self.log(f"warning: executor callbacks still running after {timeout:.0f} s")
+    def _spin(self, node: Node) -> None:
+        self.spinners.append(NodeSpinner(node, self.EXECUTOR_THREADS.get(node.get_name(), 1), self.context,
+                                         self.log))
 
     def _transition(self, name: str, transition: str) -> None:
         from rclpy.lifecycle import TransitionCallbackReturn
@@ -224,22 +254,14 @@ class GraphRunner:
     def stop(self) -> None:
         if not self._started:
             return
-        # Order matters: first no callback may be dispatched any more (executor shut down, its spin thread
+        # Order matters: first no callback may be dispatched any more (every executor stopped, its spin thread
         # joined), then the lifecycle nodes deactivate and clean up (direct calls; cleanup destroys the driver's
         # timers, subscription and services), then the nodes go, then the context. Destroying entities under a
         # spinning executor left dispatched tasks failing with "cannot use Destroyable because destruction was
         # requested", printed at exit as never-retrieved exceptions.
-        # (rclpy's Executor.shutdown() does not wait for dispatched callbacks, and destroys the guard condition
-        # they trigger on their way out: hence stop the loop, drain the pool, and only then shut it down.)
-        self._stop_spinning.set()
-        if self._spin_thread is not None:
-            self._spin_thread.join(timeout=5.0)
-            if self._spin_thread.is_alive():
-                self.log("warning: the executor thread did not stop within 5 s")
-            self._spin_thread = None
-        if self.executor is not None:
-            self._drain_callbacks(timeout=5.0)
-            self.executor.shutdown(timeout_sec=1.0)
+        for spinner in self.spinners:
+            spinner.stop()
+        self.spinners.clear()
         for name in reversed(self.activated):
             node = self.nodes.get(name)
             try:
@@ -255,30 +277,33 @@ class GraphRunner:
                 self.log(f"destroying {node.get_name()} failed: {exc!r}")
         self.nodes.clear()
         self._helpers.clear()
-        self.executor = None
         rclpy.try_shutdown(context=self.context)
         if self.simulator is not None:
             self.simulator.stop()
             self.simulator = None
+        if self._saved_switch_interval is not None:
+            sys.setswitchinterval(self._saved_switch_interval)
+            self._saved_switch_interval = None
         self._started = False
 
     # -- running -----------------------------------------------------------------------------------------------
     def create_node(self, name: str) -> Node:
         """A plain helper node in the graph's context and executor (clients of the demo, tests); destroyed by
         stop(). Not a graph node: the graph's composition comes only from graph.py."""
-        if not self._started or self.executor is None:
+        if not self._started:
             raise RuntimeError("start the runner before creating helper nodes")
         node = Node(name, context=self.context)
         self._helpers.append(node)
-        self.executor.add_node(node)
+        self._spin(node)
         return node
 
     def spin_for(self, seconds: float) -> None:
-        """Let the graph run for `seconds` (the executor spins in its own thread)."""
+        """Let the graph run for `seconds` (each node's executor spins in its own thread)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and self.context.ok():
-            if self._spin_thread is not None and not self._spin_thread.is_alive():
-                raise RuntimeError("the executor thread died; see the log above")
+            dead = [sp.node.get_name() for sp in self.spinners if not sp.thread.is_alive()]
+            if dead:
+                raise RuntimeError(f"the executor thread of {dead} died; see the log above")
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
     def topic_counts(self) -> dict[str, int]:
