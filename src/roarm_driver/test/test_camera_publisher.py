@@ -121,7 +121,10 @@ def test_video_frames_are_published_in_order_with_stamps_rate_and_loop(harness, 
     receipts = np.array([r for r, _ in received])
     assert np.all(np.diff(stamps) > 0)
     latency_s = (receipts - stamps) / 1e9
-    assert np.all(latency_s > -0.005) and np.all(latency_s < 0.5), f"stamp not at capture: {latency_s}"
+    # Stamped at capture: never in the future, typically milliseconds before receipt; a loaded test run may delay
+    # single deliveries (GC, scheduling), so the bound on every frame is loose and the median is the sharp check.
+    assert np.all(latency_s > -0.005), f"stamp in the future: {latency_s}"
+    assert np.median(latency_s) < 0.05 and np.all(latency_s < 2.0), f"stamp not at capture: {latency_s}"
     rate = (len(stamps) - 1) / ((stamps[-1] - stamps[0]) / 1e9)
     assert rate == pytest.approx(30.0, rel=0.15)
 
