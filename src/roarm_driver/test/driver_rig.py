@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from typing import Any
@@ -93,12 +92,6 @@ class Probe(Node):
 class Rig:
     def __init__(self, sim_kwargs: dict | None = None, executor: str = "multi", start: bool = True,
                  sim_started: FirmwareSimulator | None = None, **params: Any):
-        # The simulator, the driver's reader thread and the executor share this process's GIL (on the real arm
-        # the firmware is another machine): with CPython's 5 ms switch interval each request/reply round trip paid
-        # several hand-offs (request mode measured 20 Hz instead of the 78 Hz line rate). Same setting and reason
-        # as roarm_vla_bringup's GraphRunner; restored by close().
-        self._saved_switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(0.0005)
         self.context = Context()
         rclpy.init(context=self.context)
         self.sim = sim_started or FirmwareSimulator(seed=0, **(sim_kwargs or {}))
@@ -144,4 +137,3 @@ class Rig:
         rclpy.shutdown(context=self.context)
         self.thread.join(timeout=3.0)
         self.sim.stop()
-        sys.setswitchinterval(self._saved_switch_interval)
