@@ -31,9 +31,17 @@ def ros():
     node = rclpy.create_node("interface_test_client", context=context)
     executor = MultiThreadedExecutor(num_threads=2, context=context)
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    stop = threading.Event()
+
+    def spin():  # own loop: stop it and join it before tearing down, so no callback runs into a dying context
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
+
+    spinner = threading.Thread(target=spin, daemon=True)
     spinner.start()
     yield node
+    stop.set()
+    spinner.join(timeout=5.0)
     executor.shutdown()
     node.destroy_node()
     rclpy.shutdown(context=context)
