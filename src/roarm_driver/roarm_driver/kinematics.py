@@ -140,7 +140,7 @@ FIRMWARE_POINT_IN_LINK4 = np.array([FW_L4B / 1000, -FW_L4A / 1000, 0.0])
 
 
 # --- transforms ---------------------------------------------------------------------------------------------------
-def _rpy_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
+def rpy_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
     cr, sr = math.cos(roll), math.sin(roll)
     cp, sp = math.cos(pitch), math.sin(pitch)
     cy, sy = math.cos(yaw), math.sin(yaw)
@@ -153,7 +153,7 @@ def _rpy_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
 def origin_transform(xyz: Sequence[float], rpy: Sequence[float]) -> np.ndarray:
     """4x4 of a URDF <origin xyz rpy>."""
     out = np.eye(4)
-    out[:3, :3] = _rpy_matrix(*rpy)
+    out[:3, :3] = rpy_matrix(*rpy)
     out[:3, 3] = xyz
     return out
 

@@ -14,6 +14,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from roarm_driver.kinematics import rpy_matrix  # one URDF rpy convention for the whole project
+
 from roarm_vla_bringup.paths import share_path
 
 URDF_FILE_NAME = "roarm_m3.urdf"
@@ -22,17 +24,6 @@ URDF_FILE_NAME = "roarm_m3.urdf"
 def default_urdf_path() -> Path:
     """The URDF shipped with roarm_vla_bringup (source tree or installed share directory)."""
     return share_path("urdf", URDF_FILE_NAME)
-
-
-def rpy_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """URDF rpy (fixed axes x, then y, then z) -> 3x3 rotation matrix Rz(yaw) Ry(pitch) Rx(roll)."""
-    cr, sr = np.cos(roll), np.sin(roll)
-    cp, sp = np.cos(pitch), np.sin(pitch)
-    cy, sy = np.cos(yaw), np.sin(yaw)
-    rx = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])
-    ry = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
-    rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 def axis_angle_matrix(axis: np.ndarray, angle: float) -> np.ndarray:
