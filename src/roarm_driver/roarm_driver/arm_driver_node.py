@@ -25,12 +25,10 @@ from collections import Counter, deque
 from typing import Any, Callable
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.task import Future
 from sensor_msgs.msg import JointState
@@ -51,6 +49,7 @@ from roarm_driver.safety import (
 )
 from roarm_driver.serial_link import SerialLink
 from roarm_driver.trajectory import Trajectory, TrajectoryError, linear_move, min_duration
+from roarm_driver.node_main import run_node
 
 FEEDBACK_MODES = ("stream", "request")
 ESTOP_ACTIONS = ("torque_off", "hold")
@@ -727,26 +726,11 @@ class ArmDriverNode(LifecycleNode):
             self._diag_pub.publish(msg)
 
 
-def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = ArmDriverNode()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        if node.get_parameter("autostart").value:
-            node.trigger_configure()
-            node.trigger_activate()
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        try:
-            node.trigger_shutdown()
-        except Exception:  # noqa: BLE001 - already shut down / context gone
-            pass
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+def main(args=None) -> int:
+    """Console script: standalone runs configure + activate (autostart); under launch, launch drives them."""
+    # Multi-threaded: the move_joints execute callback loops until the move ends while joint_trajectory, timers
+    # and services must go on.
+    return run_node(ArmDriverNode, args, threads=4, lifecycle=True)
 
 
 if __name__ == "__main__":

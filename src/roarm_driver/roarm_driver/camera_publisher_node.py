@@ -12,8 +12,6 @@ import threading
 import time
 from typing import Optional
 
-import rclpy
-import rclpy.executors
 from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
@@ -24,6 +22,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from roarm_driver.camera_calibration import Intrinsics, intrinsics_from_parameters, load_calibration_yaml
 from roarm_driver.camera_capture import CameraCapture, CaptureConfig, CaptureStatus, Frame
+from roarm_driver.node_main import run_node
 
 # (name, default, description): the single list of parameters; camera_publisher.yaml sets them.
 PARAMETERS: tuple[tuple[str, object, str], ...] = (
@@ -214,17 +213,8 @@ class CameraPublisherNode(Node):
         super().destroy_node()
 
 
-def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = CameraPublisherNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+def main(args=None) -> int:
+    return run_node(CameraPublisherNode, args)
 
 
 if __name__ == "__main__":

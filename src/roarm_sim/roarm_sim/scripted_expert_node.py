@@ -11,7 +11,6 @@ import math
 import time
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
@@ -27,6 +26,7 @@ from roarm_interfaces.msg import EpisodeOutcome
 from .expert import ExpertConfig, PlanningError, ScriptedExpert
 from .scene import BoxPose
 from .sim_world_node import skip_if_running
+from roarm_driver.node_main import run_node
 
 PARAMETERS = {  # name: (default, description)
     "command_rate": (20.0, "joint_trajectory setpoints per second, Hz"),
@@ -160,13 +160,9 @@ class ScriptedExpertNode(Node):
         self.diag_pub.publish(array)
 
 
-def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = ScriptedExpertNode()
-    try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+def main(args=None) -> int:
+    return run_node(ScriptedExpertNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,12 +12,11 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.action import ActionClient
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, JointState
@@ -31,6 +30,7 @@ from .box_physics import GraspTolerance
 from .outcome import STATUS_NAMES, OutcomeRules
 from .scene import CameraModel, SceneConfig
 from .world import SimWorld
+from roarm_driver.node_main import run_node
 
 PARAMETERS = {  # name: (default, description)
     "image_width": (640, "rendered image width, px"),
@@ -333,15 +333,9 @@ def _pair(p: dict, name: str) -> tuple[float, float]:
     return values[0], values[1]
 
 
-def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = SimWorldNode()
-    executor = rclpy.executors.MultiThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+def main(args=None) -> int:
+    return run_node(SimWorldNode, args, threads=3)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,6 @@ The geometry is computed by the ROS-free core action_markers.py.
 
 from __future__ import annotations
 
-import rclpy
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
@@ -25,6 +24,7 @@ from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
 from roarm_driver.joints import JOINT_NAMES
+from roarm_driver.node_main import run_node
 from roarm_vla_bringup.action_markers import (
     DEFAULT_END_COLOR, DEFAULT_START_COLOR, ChunkPath, chunk_path, default_tcp_fk)
 
@@ -152,16 +152,8 @@ class ActionVisualizerNode(Node):
         self.diag_pub.publish(array)
 
 
-def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = ActionVisualizerNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+def main(args=None) -> int:
+    return run_node(ActionVisualizerNode, args)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import time
 from collections import deque
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
@@ -39,6 +38,7 @@ from roarm_interfaces.srv import SetTask
 
 from .chunk_scheduler import ChunkScheduler, MergeRule, SchedulerConfig
 from .inference_worker import InferenceResult, InferenceWorker, Observation
+from roarm_driver.node_main import run_node
 
 # name -> (default, description). Types follow the defaults. Documented again in the README and the YAML.
 PARAMETERS: dict[str, tuple[object, str]] = {
@@ -545,31 +545,11 @@ class VlaPolicyNode(LifecycleNode):
         self._diag_pub.publish(array)
 
 
-def main(args=None) -> None:
-    """Console script: create the node, drive configure + activate, spin until Ctrl-C."""
-    from rclpy.executors import SingleThreadedExecutor
-
-    rclpy.init(args=args)
-    node = VlaPolicyNode()
+def main(args=None) -> int:
+    """Console script: standalone runs configure + activate (autostart); under launch, launch drives them."""
     # Single-threaded on purpose: the control loop and inference have their own threads; a MultiThreadedExecutor
     # busy-waits and takes the GIL from the inference thread (measured: the command stream starved).
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        # Under launch the launch file drives the lifecycle (autostart:=false); standalone we do it here.
-        if node.get_parameter("autostart").value:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal("configure failed; see the error above")
-                return
-            node.trigger_activate()
-        executor.spin()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    return run_node(VlaPolicyNode, args, lifecycle=True)
 
 
 if __name__ == "__main__":
