@@ -7,7 +7,8 @@ Rules, applied in this order to every joint command (URDF radians):
 3. joint limits (``joints.LOWER_LIMITS`` .. ``UPPER_LIMITS``): ``clamp`` (the command is clamped and a warning
    says which joints) or ``reject``;
 4. maximum step per command: no joint may move more than ``max_step`` rad away from the reference (the last
-   commanded pose) in one command: ``reject`` or ``clamp`` (the step is cut to ``max_step`` per joint).
+   commanded pose) in one command: ``reject`` or ``clamp`` (the step is cut to ``max_step`` per joint). The node
+   may retry a refused step against other references (the measured pose; see ArmDriverNode._check_setpoint).
 
 :class:`CommandWatchdog` is the "no fresh command within a timeout -> hold" timer; :class:`EStopLatch` is the
 latching e-stop state (only an explicit reset clears it).

@@ -116,6 +116,26 @@ def test_unknown_names_nan_and_max_step_are_rejected(rig):
     assert rig.t102_count() == before + 1 and rig.sim.goal[0] == pytest.approx(0.1, abs=1e-3)
 
 
+def test_max_step_is_measured_from_the_commanded_or_the_measured_pose(make_rig):
+    # A slow servo (spd 100 steps/s = 0.15 rad/s) lets the commanded pose run ahead of the arm. A controller that
+    # restarts from the MEASURED pose after a hold (the policy node does) sends a setpoint near the arm but more
+    # than max_step behind the last command: accepted. A setpoint more than max_step from both stays refused.
+    rig = make_rig(speed=100, max_step=0.2, watchdog_timeout=5.0)
+    start = rig.measured()
+    for k in (1, 2, 3):  # each step 0.15 from the last command: accepted; the arm lags behind
+        rig.probe.send(start + [0.15 * k, 0, 0, 0, 0, 0])
+        time.sleep(0.05)
+    assert wait_until(lambda: abs(rig.sim.goal[0] - (start[0] + 0.45)) < 1e-3)
+    measured = rig.measured()
+    assert rig.sim.goal[0] - measured[0] > 0.3  # commanded ran ahead of the arm by more than max_step
+    near_arm = measured + [0.05, 0, 0, 0, 0, 0]
+    rig.probe.send(near_arm)
+    assert wait_until(lambda: abs(rig.sim.goal[0] - near_arm[0]) < 2e-3), rig.node.snapshot()["last_rejection"]
+    assert rig.node.snapshot().get("rejected_max_step", 0) == 0
+    rig.probe.send(measured + [0.6, 0, 0, 0, 0, 0])  # beyond max_step of both poses
+    assert wait_until(lambda: rig.node.snapshot().get("rejected_max_step") == 1)
+
+
 def test_limits_are_clamped_by_default(make_rig):
     rig = make_rig(max_step=2.0)
     q = HOME.copy()
