@@ -18,9 +18,8 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # Tests compose nodes, the firmware simulator, camera capture and inference threads in ONE process (under
-# `ros2 launch` they are separate processes), so all of them share one GIL. With CPython's default 5 ms switch
-# interval every hand-off between those threads can wait 5 ms (convoy effect): measured here, the driver's
-# request-mode polling fell from 78 Hz to 20 Hz, a 30 Hz camera test published 6-19 Hz in 2 runs of 5, and the
-# in-process SmolVLA produced 0-2 chunks in 6 s instead of 10-22. roarm_vla_bringup's GraphRunner sets the same
-# value for the same reason.
-sys.setswitchinterval(0.0005)
+# `ros2 launch` they are separate processes): the same shortened GIL switch interval as the plain-Python runner,
+# for the reason given where it is defined.
+from roarm_driver.node_main import SHARED_PROCESS_SWITCH_INTERVAL_S  # noqa: E402
+
+sys.setswitchinterval(SHARED_PROCESS_SWITCH_INTERVAL_S)

@@ -86,6 +86,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
 
 
 class ArmDriverNode(LifecycleNode):
+    # The move_joints execute callback loops until the move ends while joint_trajectory, timers and services
+    # must go on (roarm_driver.node_main.executor_threads).
+    EXECUTOR_THREADS = 4
+
     def __init__(self, node_name: str = "arm_driver", **kwargs: Any):
         super().__init__(node_name, **kwargs)
         for name, (default, description) in PARAMETERS.items():
@@ -742,9 +746,7 @@ class ArmDriverNode(LifecycleNode):
 
 def main(args=None) -> int:
     """Console script: standalone runs configure + activate (autostart); under launch, launch drives them."""
-    # Multi-threaded: the move_joints execute callback loops until the move ends while joint_trajectory, timers
-    # and services must go on.
-    return run_node(ArmDriverNode, args, threads=4, lifecycle=True)
+    return run_node(ArmDriverNode, args, lifecycle=True)
 
 
 if __name__ == "__main__":

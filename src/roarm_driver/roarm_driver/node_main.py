@@ -1,10 +1,10 @@
 """The console-script body every roarm-vla node shares: init, spin, optional lifecycle start, clean teardown.
 
-Each node module's ``main(args=None)`` is ``run_node(NodeClass, args, ...)``. The options are the only things that
-differ between nodes:
-- ``threads``: 1 = SingleThreadedExecutor. More only for nodes with a callback that waits on another callback of
-  the same node (arm_driver's move_joints execute loop, sim_world's reset waiting for the move); rclpy's
-  MultiThreadedExecutor busy-waits on the GIL otherwise (see roarm_vla_bringup.runner.NodeSpinner).
+Each node module's ``main(args=None)`` is ``run_node(NodeClass, args, ...)``.
+- Executor: :func:`executor_threads` reads the node class's ``EXECUTOR_THREADS`` (default 1 =
+  SingleThreadedExecutor). A node asks for more only when one of its callbacks waits on another callback of the
+  same node (arm_driver's move_joints execute loop, sim_world's reset waiting for the move); rclpy's
+  MultiThreadedExecutor busy-waits on the GIL otherwise. The plain-Python runner reads the same attribute.
 - ``lifecycle``: a LifecycleNode whose ``autostart`` parameter is true is configured and activated here (a
   standalone run); launch files set autostart false and drive the transitions with events. A failed configure
   ends the process with status 1 instead of spinning an unconfigured node.
@@ -19,11 +19,24 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.node import Node
 
 
-def run_node(node_factory: Callable[[], Node], args: list[str] | None = None, *, threads: int = 1,
-             lifecycle: bool = False) -> int:
+# Where several nodes and their worker threads share ONE process (the plain-Python runner, the tests), they share
+# one GIL. With CPython's default 5 ms switch interval every hand-off between those threads can wait 5 ms (convoy
+# effect). Measured: the in-process tiny SmolVLA made 0-2 chunks in 6 s instead of 10-22, the driver's request-mode
+# polling fell from 78 Hz to 20 Hz, a 30 Hz camera test published 6-19 Hz in 2 runs of 5. Used by
+# roarm_vla_bringup.runner.GraphRunner and the test session (conftest.py).
+SHARED_PROCESS_SWITCH_INTERVAL_S = 0.0005
+
+
+def executor_threads(node: Node) -> int:
+    """Executor threads a node needs (its class's EXECUTOR_THREADS; 1 = single-threaded)."""
+    return int(getattr(node, "EXECUTOR_THREADS", 1))
+
+
+def run_node(node_factory: Callable[[], Node], args: list[str] | None = None, *, lifecycle: bool = False) -> int:
     """Create the node, (auto)start it, spin until Ctrl-C or shutdown, tear down; returns the exit status."""
     rclpy.init(args=args)
     node = node_factory()
+    threads = executor_threads(node)
     executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
     executor.add_node(node)
     try:

@@ -63,6 +63,10 @@ PARAMETERS = {  # name: (default, description)
 
 
 class SimWorldNode(Node):
+    # The reset service waits for the driver's move_joints result, which arrives through this node's own action
+    # client callbacks (roarm_driver.node_main.executor_threads).
+    EXECUTOR_THREADS = 3
+
     def __init__(self, node_name: str = "sim_world", **kwargs):
         super().__init__(node_name, **kwargs)
         for name, (default, description) in PARAMETERS.items():
@@ -334,7 +338,7 @@ def _pair(p: dict, name: str) -> tuple[float, float]:
 
 
 def main(args=None) -> int:
-    return run_node(SimWorldNode, args, threads=3)
+    return run_node(SimWorldNode, args)
 
 
 if __name__ == "__main__":

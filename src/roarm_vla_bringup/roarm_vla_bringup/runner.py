@@ -34,6 +34,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
+from roarm_driver.node_main import SHARED_PROCESS_SWITCH_INTERVAL_S, executor_threads
 from roarm_vla_bringup.graph import GRAPH_NAMES, LAUNCH_ARGS, SIM_PORT_TARGETS, Graph, NodeInstance, load_graph
 
 
@@ -151,17 +152,9 @@ class NodeSpinner:
 class GraphRunner:
     """Starts a graph's Python nodes in this process, drives lifecycle transitions, counts topics, stops cleanly."""
 
-    # Executor threads per node (default 1). arm_driver: the move_joints execute callback loops until the move
-    # ends while joint_trajectory, timers and services must go on. sim_world: its reset service waits for the
-    # driver's move_joints result, which arrives through sim_world's own action client callbacks.
-    EXECUTOR_THREADS = {"arm_driver": 4, "sim_world": 3}
-
-    # One process holds what `ros2 launch` spreads over processes, so every node shares one GIL. SmolVLA's
-    # inference runs thousands of small torch ops that each give the GIL back; with CPython's default 5 ms switch
-    # interval the inference thread then waits up to 5 ms per op behind the executor, render and serial threads
-    # (convoy effect). Measured with the tiny SmolVLA in the sim policy graph (6 s): 0-2 chunks at 5 ms, 10-22 at
-    # 0.5 ms. Set while the graph runs, restored by stop().
-    GIL_SWITCH_INTERVAL_S = 0.0005
+    # One process holds what `ros2 launch` spreads over processes, so every node shares one GIL: the switch
+    # interval is shortened while the graph runs (node_main.SHARED_PROCESS_SWITCH_INTERVAL_S, which says why),
+    # restored by stop(). Executor threads per node: node_main.executor_threads, as in the nodes' console scripts.
 
     def __init__(self, graph: Graph, log: Callable[[str], None] = print, only: set[str] | None = None):
         """only: start just these Python nodes of the graph (tests, debugging); default all."""
@@ -194,7 +187,7 @@ class GraphRunner:
                 self.log(f"note: skipping {node.name} ({node.spec.package}/{node.spec.executable} is C++, "
                          "not available from pip; pick.launch.py starts it)")
         self._saved_switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(self.GIL_SWITCH_INTERVAL_S)
+        sys.setswitchinterval(SHARED_PROCESS_SWITCH_INTERVAL_S)
         # Own context, no process arguments: `--set name:=value` must not reach rcl as a global remap rule.
         rclpy.init(args=["roarm-vla"], context=self.context)
         self._started = True
@@ -238,8 +231,7 @@ class GraphRunner:
                     node.overrides[param] = port
 
     def _spin(self, node: Node) -> None:
-        self.spinners.append(NodeSpinner(node, self.EXECUTOR_THREADS.get(node.get_name(), 1), self.context,
-                                         self.log))
+        self.spinners.append(NodeSpinner(node, executor_threads(node), self.context, self.log))
 
     def _transition(self, name: str, transition: str) -> None:
         from rclpy.lifecycle import TransitionCallbackReturn
