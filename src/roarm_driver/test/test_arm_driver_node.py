@@ -346,6 +346,7 @@ def test_deactivate_stops_streaming_and_holds(rig):
     rig.probe.send([HOME + [0.5, 0, 0, 0, 0, 0], HOME + [1.0, 0, 0, 0, 0, 0]], times=[1.0, 2.0])
     time.sleep(0.5)
     rig.node.trigger_deactivate()
+    time.sleep(0.1)  # a T:102 written just before deactivate may still be in the pty: let the simulator read it
     count = rig.t102_count()
     held = rig.sim.joints[0]
     time.sleep(0.4)

@@ -125,8 +125,10 @@ def test_video_frames_are_published_in_order_with_stamps_rate_and_loop(harness, 
     # single deliveries (GC, scheduling), so the bound on every frame is loose and the median is the sharp check.
     assert np.all(latency_s > -0.005), f"stamp in the future: {latency_s}"
     assert np.median(latency_s) < 0.05 and np.all(latency_s < 2.0), f"stamp not at capture: {latency_s}"
-    rate = (len(stamps) - 1) / ((stamps[-1] - stamps[0]) / 1e9)
-    assert rate == pytest.approx(30.0, rel=0.15)
+    # Paced at the file's 30 fps: the median frame period (one scheduling stall in a loaded run must not decide;
+    # frames pushed out as fast as they decode, or at half rate, still fail).
+    period_s = float(np.median(np.diff(stamps))) / 1e9
+    assert 1.0 / period_s == pytest.approx(30.0, rel=0.15)
 
     info_by_stamp = {(i.header.stamp.sec, i.header.stamp.nanosec): i for i in infos}
     matched = [info_by_stamp.get((m.header.stamp.sec, m.header.stamp.nanosec)) for _, m in received]
