@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-for package_dir in ("src/roarm_driver", "src/roarm_sim", "src/vla_policy_node", "src/roarm_vla_bringup", "training"):
+for package_dir in ("src/roarm_description", "src/roarm_common", "src/roarm_driver", "src/roarm_sim", "src/vla_policy_node", "src/roarm_vla_bringup", "training"):
     path = str(ROOT / package_dir)
     if path not in sys.path:
         sys.path.insert(0, path)
@@ -20,6 +20,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Tests compose nodes, the firmware simulator, camera capture and inference threads in ONE process (under
 # `ros2 launch` they are separate processes): the same shortened GIL switch interval as the plain-Python runner,
 # for the reason given where it is defined.
-from roarm_driver.node_main import SHARED_PROCESS_SWITCH_INTERVAL_S  # noqa: E402
+from roarm_common.node_main import SHARED_PROCESS_SWITCH_INTERVAL_S  # noqa: E402
 
 sys.setswitchinterval(SHARED_PROCESS_SWITCH_INTERVAL_S)

@@ -41,8 +41,8 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
-from roarm_driver.joints import HOME_POSITIONS, JOINT_NAMES  # noqa: E402
-from vla_policy_node.tiny_smolvla import build_full_size_checkpoint, build_tiny_checkpoint  # noqa: E402
+from roarm_description.joints import HOME_POSITIONS, JOINT_NAMES  # noqa: E402
+from roarm_training.small_smolvla import build_full_size_checkpoint, build_tiny_checkpoint  # noqa: E402
 from vla_policy_node.vla_policy_node import VlaPolicyNode  # noqa: E402
 
 

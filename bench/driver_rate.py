@@ -34,7 +34,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 
-from roarm_driver import joints  # noqa: E402
+from roarm_description import joints  # noqa: E402
 from roarm_driver.arm_driver_node import ArmDriverNode  # noqa: E402
 from roarm_driver.firmware_sim import FirmwareSimulator  # noqa: E402
 

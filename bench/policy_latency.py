@@ -34,7 +34,7 @@ import torch  # noqa: E402
 
 from vla_policy_node.precision import PRECISION_MODES, modes_for_device  # noqa: E402
 from vla_policy_node.precision_compare import compare_precisions, sample_observation  # noqa: E402
-from vla_policy_node.tiny_smolvla import build_full_size_checkpoint  # noqa: E402
+from roarm_training.small_smolvla import build_full_size_checkpoint  # noqa: E402
 
 
 def full_size_checkpoint(workdir: pathlib.Path, image_size: int, chunk_size: int) -> pathlib.Path:

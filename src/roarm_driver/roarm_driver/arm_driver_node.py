@@ -36,7 +36,7 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from roarm_interfaces.action import MoveJoints
-from roarm_driver import joints
+from roarm_description import joints
 from roarm_driver import protocol as proto
 from roarm_driver.safety import (
     CommandRejected,
@@ -49,7 +49,7 @@ from roarm_driver.safety import (
 )
 from roarm_driver.serial_link import SerialLink
 from roarm_driver.trajectory import Trajectory, TrajectoryError, linear_move, min_duration
-from roarm_driver.node_main import run_node
+from roarm_common.node_main import run_node
 
 FEEDBACK_MODES = ("stream", "request")
 ESTOP_ACTIONS = ("torque_off", "hold")
@@ -87,7 +87,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
 
 class ArmDriverNode(LifecycleNode):
     # The move_joints execute callback loops until the move ends while joint_trajectory, timers and services
-    # must go on (roarm_driver.node_main.executor_threads).
+    # must go on (roarm_common.node_main.executor_threads).
     EXECUTOR_THREADS = 4
 
     def __init__(self, node_name: str = "arm_driver", **kwargs: Any):

@@ -22,7 +22,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from roarm_driver.camera_calibration import Intrinsics, intrinsics_from_parameters, load_calibration_yaml
 from roarm_driver.camera_capture import CameraCapture, CaptureConfig, CaptureStatus, Frame
-from roarm_driver.node_main import run_node
+from roarm_common.node_main import run_node
 
 # (name, default, description): the single list of parameters; camera_publisher.yaml sets them.
 PARAMETERS: tuple[tuple[str, object, str], ...] = (

@@ -23,7 +23,7 @@ Library API (stable; engineer C's sim world runs this as the robot)::
 
 Supported T codes: 0 (timed torque off, blocking), 100 (home, blocking), 101, 102, 105, 106, 121, 122, 210,
 605 (0 silent, 1 debug echo of each command, 2 stream T:1051 back to back). Other known codes are accepted and
-ignored (104/1041 Cartesian moves are not simulated). Servo dynamics: see :mod:`roarm_driver.servo_model`.
+ignored (104/1041 Cartesian moves are not simulated). Servo dynamics: see :mod:`roarm_description.servo_model`.
 
 Output is paced at the baud rate (8N1: baud / 10 bytes per second) in small chunks, so a ~200-byte T:1051 line
 at 115200 baud takes ~17 ms and streaming mode tops out near the physical line rate. Bytes the host does not read
@@ -52,10 +52,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from roarm_driver import joints
+from roarm_description import joints
 from roarm_driver import protocol as proto
-from roarm_driver.kinematics import firmware_xyz
-from roarm_driver.servo_model import FIRMWARE_HOME, ServoBank, ServoParams
+from roarm_description.kinematics import firmware_xyz
+from roarm_description.servo_model import FIRMWARE_HOME, ServoBank, ServoParams
 
 
 

@@ -6,7 +6,7 @@ can arrive cut in half, and bytes can be lost: :class:`LineSplitter` turns a raw
 and counts every kind of line it had to skip, without ever raising.
 
 Units: commands built here take URDF radians (what ROS topics carry) and convert them with
-:func:`roarm_driver.joints.urdf_to_firmware`; :func:`parse_feedback` returns URDF radians.
+:func:`roarm_description.joints.urdf_to_firmware`; :func:`parse_feedback` returns URDF radians.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from roarm_driver import joints
+from roarm_description import joints
 
 # T codes (see ../shared/roarm_m3_facts.md).
 T_TORQUE_OFF_TIMED = 0  # torque off ~10 s, then on again (blocking; not an e-stop)

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from roarm_driver import joints
+from roarm_description import joints
 
 LIMIT_MODES = ("clamp", "reject")
 STEP_MODES = ("clamp", "reject")

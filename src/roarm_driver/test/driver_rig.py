@@ -19,7 +19,7 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from roarm_interfaces.action import MoveJoints
-from roarm_driver import joints
+from roarm_description import joints
 from roarm_driver.arm_driver_node import ArmDriverNode
 from roarm_driver.firmware_sim import FirmwareSimulator
 

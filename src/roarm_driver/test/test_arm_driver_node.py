@@ -9,7 +9,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from std_srvs.srv import SetBool, Trigger
 
 from roarm_interfaces.action import MoveJoints
-from roarm_driver import joints
+from roarm_description import joints
 from roarm_driver.firmware_sim import FirmwareSimulator
 
 from driver_rig import Rig, wait_until

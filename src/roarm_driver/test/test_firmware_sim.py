@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import serial
 
-from roarm_driver import joints
+from roarm_description import joints
 from roarm_driver import protocol as proto
 from roarm_driver.firmware_sim import FirmwareSimulator, firmware_fk
 

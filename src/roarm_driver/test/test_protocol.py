@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from roarm_driver import joints
+from roarm_description import joints
 from roarm_driver import protocol as proto
 
 FEEDBACK = {"T": 1051, "x": 309.6, "y": 1.5, "z": 238.1, "tit": 0.01, "b": 0.1, "s": -0.2, "e": 1.6, "t": 0.3,

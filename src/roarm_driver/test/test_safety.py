@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from roarm_driver import joints
+from roarm_description import joints
 from roarm_driver.safety import CommandRejected, CommandWatchdog, EStopLatch, SafetyConfig, check_command, check_pose
 from roarm_driver.trajectory import Trajectory, TrajectoryError, linear_move, min_duration
 

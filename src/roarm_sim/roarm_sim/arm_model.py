@@ -1,6 +1,6 @@
 """The arm's geometry as the sim world needs it: what to draw, where the jaws clamp, and the pick IK.
 
-ROS-free. Every number comes from the project's shared kinematics module (``roarm_driver.kinematics``), so the
+ROS-free. Every number comes from the project's shared kinematics module (``roarm_description.kinematics``), so the
 rendered arm, the grasp geometry and the expert agree with the driver, the URDF and the firmware. Only the
 pick-specific glue lives here.
 
@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from roarm_driver import joints, kinematics
+from roarm_description import joints, kinematics
 
 HALF_PI = math.pi / 2
 GRIPPER_OPEN_ANGLE = float(joints.UPPER_LIMITS[joints.GRIPPER_INDEX])

@@ -1,5 +1,5 @@
 """Run whole pick episodes without ROS: the scripted expert drives a simulated servo bank (the firmware
-simulator's own servo model, roarm_driver.servo_model) and the world judges. Fast enough for tests of the expert
+simulator's own servo model, roarm_description.servo_model) and the world judges. Fast enough for tests of the expert
 on many seeded boxes and start poses; the ROS graph (demo.py, the end-to-end test) runs the same pieces through
 the real driver.
 """
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from roarm_driver import joints
-from roarm_driver.servo_model import ServoBank
+from roarm_description import joints
+from roarm_description.servo_model import ServoBank
 
 from .expert import PlanningError, ScriptedExpert, ExpertConfig
 from .outcome import RUNNING, STATUS_NAMES

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from roarm_driver import joints
+from roarm_description import joints
 
 from . import arm_model
 

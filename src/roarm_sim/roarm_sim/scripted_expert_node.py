@@ -20,13 +20,13 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from roarm_driver import joints
+from roarm_description import joints
 from roarm_interfaces.msg import EpisodeOutcome
 
 from .expert import ExpertConfig, PlanningError, ScriptedExpert
 from .scene import BoxPose
 from .sim_world_node import skip_if_running
-from roarm_driver.node_main import run_node
+from roarm_common.node_main import run_node
 
 PARAMETERS = {  # name: (default, description)
     "command_rate": (20.0, "joint_trajectory setpoints per second, Hz"),

@@ -21,7 +21,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, JointState
 
-from roarm_driver import joints
+from roarm_description import joints
 from roarm_interfaces.action import MoveJoints
 from roarm_interfaces.msg import EpisodeOutcome
 from roarm_interfaces.srv import GetEpisodeOutcome, ResetEpisode
@@ -30,7 +30,7 @@ from .box_physics import GraspTolerance
 from .outcome import STATUS_NAMES, OutcomeRules
 from .scene import CameraModel, SceneConfig
 from .world import SimWorld
-from roarm_driver.node_main import run_node
+from roarm_common.node_main import run_node
 
 PARAMETERS = {  # name: (default, description)
     "image_width": (640, "rendered image width, px"),
@@ -64,7 +64,7 @@ PARAMETERS = {  # name: (default, description)
 
 class SimWorldNode(Node):
     # The reset service waits for the driver's move_joints result, which arrives through this node's own action
-    # client callbacks (roarm_driver.node_main.executor_threads).
+    # client callbacks (roarm_common.node_main.executor_threads).
     EXECUTOR_THREADS = 3
 
     def __init__(self, node_name: str = "sim_world", **kwargs):

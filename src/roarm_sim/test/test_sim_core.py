@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from roarm_driver import joints, kinematics
+from roarm_description import joints, kinematics
 from roarm_sim import arm_model
 from roarm_sim.box_physics import BoxPhysics
 from roarm_sim.expert import HOLD, ExpertConfig, ScriptedExpert

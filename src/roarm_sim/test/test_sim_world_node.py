@@ -14,7 +14,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 
 from geometry_msgs.msg import PoseStamped
-from roarm_driver import joints
+from roarm_description import joints
 from roarm_interfaces.msg import EpisodeOutcome
 from roarm_interfaces.srv import GetEpisodeOutcome, ResetEpisode
 from sensor_msgs.msg import CameraInfo, Image, JointState

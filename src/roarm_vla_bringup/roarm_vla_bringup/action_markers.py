@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from roarm_driver.joints import JOINT_NAMES, order_by_names
+from roarm_description.joints import JOINT_NAMES, order_by_names
 
 # FK function: (N, 6) joint rows in JOINT_NAMES order -> (N, 3) hand_tcp positions in base_link, metres.
 TcpFk = Callable[[np.ndarray], np.ndarray]
@@ -85,24 +85,24 @@ def chunk_path(joint_names: Sequence[str], positions: Sequence[float], num_steps
 
 def urdf_tcp_fk(urdf_path=None) -> TcpFk:
     """FK from the project's URDF (exactly what robot_state_publisher draws the ghost arm from)."""
-    from roarm_vla_bringup.urdf_model import UrdfModel
+    from roarm_description.urdf_model import UrdfModel
 
     model = UrdfModel.from_file(urdf_path)
     return lambda rows: model.positions(JOINT_NAMES, rows, tip="hand_tcp", base="base_link")
 
 
 def kinematics_tcp_fk() -> TcpFk:
-    """FK from roarm_driver.kinematics (the module every package computes poses with)."""
-    from roarm_driver import kinematics
+    """FK from roarm_description.kinematics (the module every package computes poses with)."""
+    from roarm_description import kinematics
 
     return lambda rows: np.asarray(kinematics.tcp_positions(np.atleast_2d(np.asarray(rows, dtype=float))),
                                    dtype=float).reshape(-1, 3)
 
 
 def default_tcp_fk() -> tuple[TcpFk, str]:
-    """(fk, source): roarm_driver.kinematics when it has an FK, else the URDF's chain (test_urdf.py checks both agree)."""
+    """(fk, source): roarm_description.kinematics when it has an FK, else the URDF's chain (test_urdf.py checks both agree)."""
     try:
-        return kinematics_tcp_fk(), "roarm_driver.kinematics"
+        return kinematics_tcp_fk(), "roarm_description.kinematics"
     except ImportError:
         return urdf_tcp_fk(), "urdf"
 

@@ -23,8 +23,8 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
-from roarm_driver.joints import JOINT_NAMES
-from roarm_driver.node_main import run_node
+from roarm_description.joints import JOINT_NAMES
+from roarm_common.node_main import run_node
 from roarm_vla_bringup.action_markers import (
     DEFAULT_END_COLOR, DEFAULT_START_COLOR, ChunkPath, chunk_path, default_tcp_fk)
 

@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     controller = "policy" if args.policy == "tiny" else "expert"
     checkpoint = None
     if args.policy == "tiny":
-        from vla_policy_node.tiny_smolvla import build_tiny_checkpoint
+        from roarm_training.small_smolvla import build_tiny_checkpoint
 
         checkpoint = args.out / "tiny_smolvla"
         if not (checkpoint / "config.json").exists():

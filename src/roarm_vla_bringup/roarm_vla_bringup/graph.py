@@ -330,4 +330,6 @@ def load_graph(name: str = "pick", sim: bool = False, controller: str = "policy"
 
 def urdf_text() -> str:
     """The URDF handed to robot_state_publisher as robot_description."""
-    return share_path("urdf", "roarm_m3.urdf").read_text()
+    from roarm_description.urdf_model import default_urdf_path
+
+    return default_urdf_path().read_text()

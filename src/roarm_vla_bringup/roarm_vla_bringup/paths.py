@@ -1,4 +1,4 @@
-"""Where roarm_vla_bringup's data files (config/, urdf/, launch/, rviz/) are: source tree or installed share.
+"""Where roarm_vla_bringup's data files (config/, launch/, rviz/) are: source tree or installed share.
 
 A source checkout (tests, the plain-Python runner from the repo) uses the files next to the package; an installed
 package (colcon, Docker) uses share/roarm_vla_bringup from the ament index. ROS-free: ament_index_python is plain
@@ -14,8 +14,8 @@ SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def share_root() -> Path:
-    """The folder holding config/, urdf/, launch/ and rviz/."""
-    if (SOURCE_ROOT / "config").is_dir() and (SOURCE_ROOT / "urdf").is_dir():
+    """The folder holding config/, launch/ and rviz/."""
+    if (SOURCE_ROOT / "config").is_dir():
         return SOURCE_ROOT
     try:
         from ament_index_python.packages import get_package_share_directory

@@ -34,7 +34,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
-from roarm_driver.node_main import SHARED_PROCESS_SWITCH_INTERVAL_S, executor_threads
+from roarm_common.node_main import SHARED_PROCESS_SWITCH_INTERVAL_S, executor_threads
 from roarm_vla_bringup.graph import GRAPH_NAMES, LAUNCH_ARGS, SIM_PORT_TARGETS, Graph, NodeInstance, load_graph
 
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from roarm_driver import joints
+from roarm_description import joints
 from roarm_vla_bringup.action_markers import (
     chunk_path, chunk_rows, default_tcp_fk, time_gradient, urdf_tcp_fk)
-from roarm_vla_bringup.urdf_model import UrdfModel
+from roarm_description.urdf_model import UrdfModel
 
 
 def _chunk(steps=8, seed=1):

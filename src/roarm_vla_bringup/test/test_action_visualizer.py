@@ -12,7 +12,7 @@ from roarm_interfaces.msg import ActionChunk  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
-from roarm_driver import joints, kinematics  # noqa: E402
+from roarm_description import joints, kinematics  # noqa: E402
 from roarm_vla_bringup.action_visualizer_node import ActionVisualizerNode  # noqa: E402
 
 

@@ -148,7 +148,7 @@ def test_pick_launch_sim_runs(controller, tmp_path):
     launch_args = ["sim:=true", f"controller:={controller}"]
     overrides = {}
     if controller == "policy":
-        tiny = pytest.importorskip("vla_policy_node.tiny_smolvla")
+        tiny = pytest.importorskip("roarm_training.small_smolvla")
         overrides["checkpoint"] = str(tiny.build_tiny_checkpoint(tmp_path / "ckpt"))
         launch_args.append(f"checkpoint:={overrides['checkpoint']}")
     graph = g.load_graph("pick", sim=True, controller=controller, overrides=overrides)

@@ -108,7 +108,7 @@ def test_sim_policy_graph_shows_predicted_actions(tmp_path):
     # The whole pick graph with a tiny random SmolVLA (offline): chunks reach the visualizer, markers and the ghost
     # pose come out, while the arm and the simulated camera keep streaming.
     _available("arm_driver", "sim_world", "vla_policy", "action_visualizer")
-    tiny = pytest.importorskip("vla_policy_node.tiny_smolvla")
+    tiny = pytest.importorskip("roarm_training.small_smolvla")
     checkpoint = tiny.build_tiny_checkpoint(tmp_path / "ckpt")
     graph = g.load_graph("pick", sim=True, overrides={"checkpoint": str(checkpoint), "task": "Pick up the white box"})
     with GraphRunner(graph, log=lambda _: None) as runner:

@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_vlm(tmp_path_factory) -> Path:
-    from vla_policy_node.tiny_smolvla import build_tiny_vlm
+    from roarm_training.small_smolvla import build_tiny_vlm
 
     return build_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"))
 
@@ -15,7 +15,7 @@ def tiny_vlm(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, tiny_vlm) -> Path:
     """A random tiny SmolVLA saved like lerobot-train's pretrained_model (chunk 10, 64x64, radians)."""
-    from vla_policy_node.tiny_smolvla import build_tiny_checkpoint
+    from roarm_training.small_smolvla import build_tiny_checkpoint
 
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny_ckpt"), vlm_folder=tiny_vlm)
 
@@ -26,7 +26,7 @@ def nan_checkpoint(tmp_path_factory, tiny_vlm) -> Path:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from vla_policy_node.tiny_smolvla import build_tiny_checkpoint
+    from roarm_training.small_smolvla import build_tiny_checkpoint
 
     path = build_tiny_checkpoint(tmp_path_factory.mktemp("nan_ckpt"), vlm_folder=tiny_vlm)
     weights = load_file(str(path / "model.safetensors"))

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from roarm_driver.joints import HOME_POSITIONS, JOINT_NAMES
+from roarm_description.joints import HOME_POSITIONS, JOINT_NAMES
 from vla_policy_node.inference_worker import InferenceWorker, Observation
 from vla_policy_node.policy_runtime import PolicyLoadError, PolicyRuntime, RuntimeConfig, rtc_available
 from vla_policy_node.precision_compare import compare_precisions
@@ -37,7 +37,7 @@ def test_predict_chunk_shape_units_and_seeded_noise(runtime):
 
 def test_normalization_comes_from_checkpoint_stats(tmp_path, tiny_vlm, runtime):
     """Same weights, stats shifted by +1 rad: the unnormalized actions shift by exactly the stats' change."""
-    from vla_policy_node.tiny_smolvla import build_tiny_checkpoint, default_stats
+    from roarm_training.small_smolvla import build_tiny_checkpoint, default_stats
 
     stats = default_stats(6)
     for key in stats:
@@ -53,7 +53,7 @@ def test_normalization_comes_from_checkpoint_stats(tmp_path, tiny_vlm, runtime):
 
 def test_degree_checkpoint_converted_explicitly(tmp_path, tiny_vlm, runtime):
     """A checkpoint trained in SDK degrees (stats in degrees) gives the same URDF-radian chunk as its radian twin."""
-    from vla_policy_node.tiny_smolvla import build_tiny_checkpoint, default_stats
+    from roarm_training.small_smolvla import build_tiny_checkpoint, default_stats
 
     stats = default_stats(6)
     deg = {k: {n: np.degrees(v) for n, v in entry.items()} for k, entry in stats.items()}
@@ -70,7 +70,7 @@ def test_degree_checkpoint_converted_explicitly(tmp_path, tiny_vlm, runtime):
 
 
 def test_clear_errors_for_missing_checkpoint_state_dim_and_camera_key(tmp_path, tiny_vlm, tiny_checkpoint):
-    from vla_policy_node.tiny_smolvla import build_tiny_checkpoint
+    from roarm_training.small_smolvla import build_tiny_checkpoint
 
     with pytest.raises(PolicyLoadError, match="not found"):
         PolicyRuntime(RuntimeConfig(checkpoint=str(tmp_path / "nowhere")))

@@ -20,7 +20,7 @@ from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
-from roarm_driver.joints import HOME_POSITIONS, JOINT_NAMES, LOWER_LIMITS, UPPER_LIMITS
+from roarm_description.joints import HOME_POSITIONS, JOINT_NAMES, LOWER_LIMITS, UPPER_LIMITS
 from roarm_interfaces.msg import ActionChunk
 from roarm_interfaces.srv import SetTask
 from vla_policy_node.vla_policy_node import VlaPolicyNode

@@ -6,7 +6,7 @@ ROS-free. Loading follows LeRobot's own inference path (``async_inference/policy
 comes from the checkpoint's saved processor stats, never from code here. Observations are converted with
 ``lerobot.policies.utils.prepare_observation_for_inference`` (HWC uint8 -> CHW float in [0, 1], batch dim).
 
-Units are explicit: the arm speaks URDF radians (``roarm_driver.joints``); a checkpoint trained on the SDK degree
+Units are explicit: the arm speaks URDF radians (``roarm_description.joints``); a checkpoint trained on the SDK degree
 convention gets ``urdf_to_sdk_degrees`` on the way in and ``sdk_degrees_to_urdf`` on the way out. The convention
 comes from the ``joint_units`` argument or, with ``"auto"``, from ``roarm_vla_meta.json`` in the checkpoint
 (written by our builders and training), defaulting to radians.
@@ -25,13 +25,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from roarm_driver.joints import JOINT_NAMES, sdk_degrees_to_urdf, urdf_to_sdk_degrees
+from roarm_description.joints import JOINT_NAMES, sdk_degrees_to_urdf, urdf_to_sdk_degrees
 
 from .precision import PrecisionReport, apply_precision, check_mode
-from .tiny_smolvla import ROARM_META_FILENAME
 
 LOG = logging.getLogger(__name__)
 JOINT_UNITS = ("auto", "radians", "degrees")
+# Written beside a checkpoint by roarm-vla's training and model builders: joint names, units, fps.
+ROARM_META_FILENAME = "roarm_vla_meta.json"
 
 
 class PolicyLoadError(RuntimeError):

@@ -41,7 +41,7 @@ class ModeResult:
 
 def sample_observation(seed: int = 0, height: int = 480, width: int = 640) -> tuple[np.ndarray, np.ndarray]:
     """A deterministic RGB image and a joint state near home (URDF radians)."""
-    from roarm_driver.joints import HOME_POSITIONS
+    from roarm_description.joints import HOME_POSITIONS
 
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)

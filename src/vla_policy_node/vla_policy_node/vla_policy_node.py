@@ -32,13 +32,13 @@ from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from roarm_driver.joints import JOINT_NAMES, LOWER_LIMITS, UPPER_LIMITS, order_by_names
+from roarm_description.joints import JOINT_NAMES, LOWER_LIMITS, UPPER_LIMITS, order_by_names
 from roarm_interfaces.msg import ActionChunk
 from roarm_interfaces.srv import SetTask
 
 from .chunk_scheduler import ChunkScheduler, MergeRule, SchedulerConfig
 from .inference_worker import InferenceResult, InferenceWorker, Observation
-from roarm_driver.node_main import run_node
+from roarm_common.node_main import run_node
 
 # name -> (default, description). Types follow the defaults. Documented again in the README and the YAML.
 PARAMETERS: dict[str, tuple[object, str]] = {

@@ -23,9 +23,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-DEFAULT_CAMERA_KEY = "observation.images.top"
 # Written next to the policy files: what the runtime needs to know that LeRobot's config does not carry.
-ROARM_META_FILENAME = "roarm_vla_meta.json"
+from vla_policy_node.policy_runtime import ROARM_META_FILENAME
+
+DEFAULT_CAMERA_KEY = "observation.images.top"
 
 # Special tokens SmolVLA / SmolVLMProcessor read by attribute from the tokenizer (`extra_special_tokens`).
 _EXTRA_SPECIAL_TOKENS = {
@@ -137,7 +138,7 @@ def build_full_size_vlm(folder: str | Path) -> Path:
 
 def default_stats(state_dim: int = 6, spread: float = 0.5) -> dict[str, dict[str, np.ndarray]]:
     """Normalization stats around the arm's home pose (radians): what a dataset's meta/stats.json would hold."""
-    from roarm_driver.joints import HOME_POSITIONS
+    from roarm_description.joints import HOME_POSITIONS
 
     home = np.zeros(state_dim)
     home[: min(state_dim, len(HOME_POSITIONS))] = HOME_POSITIONS[:state_dim]

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from roarm_driver import kinematics as kin
-from roarm_driver.joints import (
+from roarm_description import kinematics as kin
+from roarm_description.joints import (
     GRIPPER_INDEX,
     HOME_POSITIONS,
     JOINT_NAMES,

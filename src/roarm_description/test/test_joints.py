@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from roarm_driver import joints
+from roarm_description import joints
 
 
 def test_names_and_order_follow_the_urdf_chain():

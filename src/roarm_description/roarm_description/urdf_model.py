@@ -1,6 +1,6 @@
 """The project's URDF as data: joint table and forward kinematics computed from the URDF's own origins.
 
-ROS-free (xml.etree + numpy). Used by the URDF test (names/limits vs joints.py, FK vs roarm_driver.kinematics),
+ROS-free (xml.etree + numpy). Used by the URDF test (names/limits vs joints.py, FK vs roarm_description.kinematics),
 by the plain-Python runner's TF publisher (robot_state_publisher is C++ and not on PyPI), and to find the URDF
 file in a source checkout or an installed share directory.
 """
@@ -14,16 +14,19 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from roarm_driver.kinematics import rpy_matrix  # one URDF rpy convention for the whole project
-
-from roarm_vla_bringup.paths import share_path
+from roarm_description.kinematics import rpy_matrix  # one URDF rpy convention for the whole project
 
 URDF_FILE_NAME = "roarm_m3.urdf"
 
 
 def default_urdf_path() -> Path:
-    """The URDF shipped with roarm_vla_bringup (source tree or installed share directory)."""
-    return share_path("urdf", URDF_FILE_NAME)
+    """The URDF shipped with roarm_description (source tree, else the installed share directory)."""
+    source = Path(__file__).resolve().parent.parent / "urdf" / URDF_FILE_NAME
+    if source.is_file():
+        return source
+    from ament_index_python.packages import get_package_share_directory
+
+    return Path(get_package_share_directory("roarm_description")) / "urdf" / URDF_FILE_NAME
 
 
 def axis_angle_matrix(axis: np.ndarray, angle: float) -> np.ndarray:

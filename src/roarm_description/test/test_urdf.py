@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from roarm_driver import joints
-from roarm_vla_bringup.urdf_model import UrdfModel, default_urdf_path
+from roarm_description import joints
+from roarm_description.urdf_model import UrdfModel, default_urdf_path
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def _random_configurations(count, seed=0):
 def test_urdf_fk_agrees_with_driver_kinematics(model):
     from roarm_vla_bringup.action_markers import kinematics_tcp_fk
 
-    pytest.importorskip("roarm_driver.kinematics", reason="engineer E's roarm_driver.kinematics not there yet")
+    pytest.importorskip("roarm_description.kinematics", reason="engineer E's roarm_description.kinematics not there yet")
     fk = kinematics_tcp_fk()
     rows = np.vstack([joints.HOME_POSITIONS, np.zeros(joints.NUM_JOINTS), _random_configurations(200)])
     expected = model.positions(joints.JOINT_NAMES, rows, tip="hand_tcp", base="base_link")
@@ -71,7 +71,7 @@ def test_urdf_fk_agrees_with_driver_kinematics(model):
 def test_every_link_frame_agrees_with_driver_kinematics(model):
     # The ghost arm and the real arm are drawn by robot_state_publisher from this URDF: every frame (rotation
     # included), not just the TCP, must be where the driver's kinematics puts it.
-    kinematics = pytest.importorskip("roarm_driver.kinematics", reason="roarm_driver.kinematics not there yet")
+    kinematics = pytest.importorskip("roarm_description.kinematics", reason="roarm_description.kinematics not there yet")
     rows = _random_configurations(50, seed=7)
     frames = kinematics.link_transforms_batch(rows)
     for link in ("link1", "link2", "link3", "link4", "link5", "gripper_link", "hand_tcp"):

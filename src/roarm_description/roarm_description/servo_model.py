@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from roarm_driver import joints
+from roarm_description import joints
 
 STEPS_PER_TURN = 4096
 RAD_PER_STEP = 2 * math.pi / STEPS_PER_TURN

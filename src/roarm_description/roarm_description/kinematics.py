@@ -5,7 +5,7 @@ expert all compute poses here, so they cannot disagree.
 
 Frames and units
 ----------------
-- Joint vectors ``q`` are URDF radians in ``roarm_driver.joints.JOINT_NAMES`` order (gripper = pi - g_firmware,
+- Joint vectors ``q`` are URDF radians in ``roarm_description.joints.JOINT_NAMES`` order (gripper = pi - g_firmware,
   0 = closed). ``firmware_xyz`` is the one function that takes firmware radians.
 - Every pose is a 4x4 homogeneous transform in ``base_link`` (metres), unless the name says otherwise.
   ``world`` is ``base_link`` lowered by ``BASE_LINK_HEIGHT`` (the URDF's fixed ``world_to_base_link``); world
@@ -44,7 +44,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from roarm_driver.joints import (
+from roarm_description.joints import (
     GRIPPER_INDEX,
     HOME_POSITIONS,
     JOINT_NAMES,

@@ -1,0 +1,1 @@
+"""Node plumbing shared by every roarm-vla node."""

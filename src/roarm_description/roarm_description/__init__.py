@@ -1,0 +1,1 @@
+"""The RoArm-M3 description: URDF, joint table and kinematics (ROS-free)."""
