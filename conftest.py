@@ -16,10 +16,3 @@ for package_dir in ("src/roarm_description", "src/roarm_common", "src/roarm_driv
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(30, 200)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-# Tests compose nodes, the firmware simulator, camera capture and inference threads in ONE process (under
-# `ros2 launch` they are separate processes): the same shortened GIL switch interval as the plain-Python runner,
-# for the reason given where it is defined.
-from roarm_common.node_main import SHARED_PROCESS_SWITCH_INTERVAL_S  # noqa: E402
-
-sys.setswitchinterval(SHARED_PROCESS_SWITCH_INTERVAL_S)

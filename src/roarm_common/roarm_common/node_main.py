@@ -19,14 +19,6 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.node import Node
 
 
-# Where several nodes and their worker threads share ONE process (the plain-Python runner, the tests), they share
-# one GIL. With CPython's default 5 ms switch interval every hand-off between those threads can wait 5 ms (convoy
-# effect). Measured: the in-process tiny SmolVLA made 0-2 chunks in 6 s instead of 10-22, the driver's request-mode
-# polling fell from 78 Hz to 20 Hz, a 30 Hz camera test published 6-19 Hz in 2 runs of 5. Used by
-# roarm_vla_bringup.runner.GraphRunner and the test session (conftest.py).
-SHARED_PROCESS_SWITCH_INTERVAL_S = 0.0005
-
-
 def executor_threads(node: Node) -> int:
     """Executor threads a node needs (its class's EXECUTOR_THREADS; 1 = single-threaded)."""
     return int(getattr(node, "EXECUTOR_THREADS", 1))

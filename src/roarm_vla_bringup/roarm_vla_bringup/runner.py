@@ -34,7 +34,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
-from roarm_common.node_main import SHARED_PROCESS_SWITCH_INTERVAL_S, executor_threads
+from roarm_common.node_main import executor_threads
 from roarm_vla_bringup.graph import GRAPH_NAMES, LAUNCH_ARGS, SIM_PORT_TARGETS, Graph, NodeInstance, load_graph
 
 
@@ -186,8 +186,6 @@ class GraphRunner:
             if not node.spec.node_class:
                 self.log(f"note: skipping {node.name} ({node.spec.package}/{node.spec.executable} is C++, "
                          "not available from pip; pick.launch.py starts it)")
-        self._saved_switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(SHARED_PROCESS_SWITCH_INTERVAL_S)
         # Own context, no process arguments: `--set name:=value` must not reach rcl as a global remap rule.
         rclpy.init(args=["roarm-vla"], context=self.context)
         self._started = True
@@ -273,9 +271,6 @@ class GraphRunner:
         if self.simulator is not None:
             self.simulator.stop()
             self.simulator = None
-        if self._saved_switch_interval is not None:
-            sys.setswitchinterval(self._saved_switch_interval)
-            self._saved_switch_interval = None
         self._started = False
 
     # -- running -----------------------------------------------------------------------------------------------
