@@ -1,7 +1,8 @@
 """The RoArm-M3's joints: URDF names, order, limits and the firmware <-> URDF conversion.
 
 ROS-free. Every package of roarm-vla takes joint names, order and units from here, so that the driver, the
-simulator, the policy node, the URDF and the datasets cannot drift apart.
+simulator, the policy node and the datasets cannot drift apart. Names, order, limits and velocities are read from
+the URDF (urdf/roarm_m3.urdf); only the firmware's side (T:102/T:1051 keys, home) is written here.
 
 Conventions (see ../shared/roarm_m3_facts.md):
 - "URDF" positions (what ROS topics carry): radians, REP-103; the gripper is ``pi - g_firmware`` so that
@@ -28,18 +29,45 @@ class JointSpec:
     lower: float  # URDF lower limit, rad
     upper: float  # URDF upper limit, rad
     home: float  # URDF position at firmware home (T:100), rad
+    velocity: float  # URDF <limit velocity>, rad/s
+
+
+# What the URDF cannot say: each joint's firmware keys and its URDF position at firmware home (T:100).
+# URDF gripper = pi - firmware g; firmware home is g = pi (closed) -> 0. Elbow home pi/2 = forearm horizontal.
+_FIRMWARE_SIDE: dict[str, tuple[str, str, float]] = {
+    "base_link_to_link1": ("b", "tB", 0.0),
+    "link1_to_link2": ("s", "tS", 0.0),
+    "link2_to_link3": ("e", "tE", math.pi / 2),
+    "link3_to_link4": ("t", "tT", 0.0),
+    "link4_to_link5": ("r", "tR", 0.0),
+    "link5_to_gripper_link": ("g", "tG", 0.0),
+}
+GRIPPER_LINK = "gripper_link"
+
+
+def joints_from_urdf(model) -> tuple[JointSpec, ...]:
+    """Names, order (the chain base_link -> gripper_link), limits and velocities of a UrdfModel."""
+    chain = [j for j in model.chain(GRIPPER_LINK) if j.type != "fixed"]
+    names = [j.name for j in chain]
+    if sorted(names) != sorted(_FIRMWARE_SIDE):
+        raise ValueError(f"the URDF's movable joints {names} are not the RoArm-M3's {list(_FIRMWARE_SIDE)}")
+    specs = []
+    for j in chain:
+        if j.lower is None or j.upper is None or j.velocity is None:
+            raise ValueError(f"URDF joint {j.name} lacks <limit lower upper velocity>")
+        firmware_key, load_key, home = _FIRMWARE_SIDE[j.name]
+        specs.append(JointSpec(j.name, firmware_key, load_key, j.lower, j.upper, home, j.velocity))
+    return tuple(specs)
 
 
 # Order = URDF chain order = order of every joint vector in the project (datasets included).
-JOINTS: tuple[JointSpec, ...] = (
-    JointSpec("base_link_to_link1", "b", "tB", -math.pi, math.pi, 0.0),
-    JointSpec("link1_to_link2", "s", "tS", -math.pi / 2, math.pi / 2, 0.0),
-    JointSpec("link2_to_link3", "e", "tE", -1.0, 2.95, math.pi / 2),
-    JointSpec("link3_to_link4", "t", "tT", -math.pi / 2, math.pi / 2, 0.0),
-    JointSpec("link4_to_link5", "r", "tR", -math.pi, math.pi, 0.0),
-    # URDF gripper = pi - firmware g; firmware home is g = pi (closed) -> 0.
-    JointSpec("link5_to_gripper_link", "g", "tG", 0.0, 1.5, 0.0),
-)
+def _project_joints() -> tuple[JointSpec, ...]:
+    from roarm_description.urdf_model import default_model
+
+    return joints_from_urdf(default_model())
+
+
+JOINTS: tuple[JointSpec, ...] = _project_joints()
 
 JOINT_NAMES: tuple[str, ...] = tuple(j.urdf_name for j in JOINTS)
 FIRMWARE_KEYS: tuple[str, ...] = tuple(j.firmware_key for j in JOINTS)
@@ -47,7 +75,8 @@ LOAD_KEYS: tuple[str, ...] = tuple(j.load_key for j in JOINTS)
 LOWER_LIMITS = np.array([j.lower for j in JOINTS])
 UPPER_LIMITS = np.array([j.upper for j in JOINTS])
 HOME_POSITIONS = np.array([j.home for j in JOINTS])
-GRIPPER_INDEX = 5
+VELOCITY_LIMITS = np.array([j.velocity for j in JOINTS])
+GRIPPER_INDEX = JOINT_NAMES.index("link5_to_gripper_link")
 NUM_JOINTS = len(JOINTS)
 
 # Firmware clamp of the gripper, rad (servo steps 700..3396 of 4096 per turn).

@@ -53,24 +53,22 @@ from roarm_description.joints import (
     UPPER_LIMITS,
     limit_violations,
 )
+from roarm_description.urdf_model import default_model, rpy_matrix  # noqa: F401 (rpy_matrix: re-exported)
 
 HALF_PI = math.pi / 2
 
-# --- URDF numbers (metres, radians) -------------------------------------------------------------------------------
-BASE_LINK_HEIGHT = 0.0701  # world_to_base_link z: base_link above the surface the arm stands on
-SHOULDER_HEIGHT = 0.051959  # link1_to_link2 z: shoulder pivot above base_link (firmware z = 0 here)
+# --- URDF numbers (metres, radians), read from urdf/roarm_m3.urdf --------------------------------------------------
+_URDF = default_model()
+BASE_LINK_HEIGHT = _URDF.joints["world_to_base_link"].xyz[2]  # base_link above the surface the arm stands on
+SHOULDER_HEIGHT = _URDF.joints[JOINT_NAMES[1]].xyz[2]  # shoulder pivot above base_link (firmware z = 0 here)
 
 # (joint name, parent frame, child frame, origin xyz, origin rpy) for the six revolute joints, chain order.
-URDF_JOINT_ORIGINS: tuple[tuple[str, str, str, tuple[float, float, float], tuple[float, float, float]], ...] = (
-    (JOINT_NAMES[0], "base_link", "link1", (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
-    (JOINT_NAMES[1], "link1", "link2", (0.0, 0.0, SHOULDER_HEIGHT), (-HALF_PI, -HALF_PI, 0.0)),
-    (JOINT_NAMES[2], "link2", "link3", (0.236815, 0.030002, 0.0), (0.0, 0.0, HALF_PI)),
-    (JOINT_NAMES[3], "link3", "link4", (0.0, -0.144586, 0.0), (0.0, 0.0, 0.0)),
-    (JOINT_NAMES[4], "link4", "link5", (0.015147, -0.053653, 0.0), (HALF_PI, HALF_PI, 0.0)),
-    (JOINT_NAMES[5], "link5", "gripper_link", (0.0, 0.018821, 0.052035), (-HALF_PI, -HALF_PI, 0.0)),
+URDF_JOINT_ORIGINS: tuple[tuple[str, str, str, tuple[float, float, float], tuple[float, float, float]], ...] = tuple(
+    (j.name, j.parent, j.child, j.xyz, j.rpy) for j in (_URDF.joints[name] for name in JOINT_NAMES)
 )
 # Fixed frame of the tool centre point (between the closed jaws' tips), child of link5.
-HAND_TCP_JOINT = ("link5_to_hand_tcp", "link5", "hand_tcp", (0.0, 0.0, 0.115428), (HALF_PI, -HALF_PI, 0.0))
+_TCP = _URDF.joints["link5_to_hand_tcp"]
+HAND_TCP_JOINT = (_TCP.name, _TCP.parent, _TCP.child, _TCP.xyz, _TCP.rpy)
 
 LINK_FRAMES: tuple[str, ...] = ("base_link", "link1", "link2", "link3", "link4", "link5", "gripper_link", "hand_tcp")
 
@@ -140,16 +138,6 @@ FIRMWARE_POINT_IN_LINK4 = np.array([FW_L4B / 1000, -FW_L4A / 1000, 0.0])
 
 
 # --- transforms ---------------------------------------------------------------------------------------------------
-def rpy_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    cr, sr = math.cos(roll), math.sin(roll)
-    cp, sp = math.cos(pitch), math.sin(pitch)
-    cy, sy = math.cos(yaw), math.sin(yaw)
-    rx = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])
-    ry = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
-    rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
 def origin_transform(xyz: Sequence[float], rpy: Sequence[float]) -> np.ndarray:
     """4x4 of a URDF <origin xyz rpy>."""
     out = np.eye(4)

@@ -1,20 +1,20 @@
-"""The project's URDF as data: joint table and forward kinematics computed from the URDF's own origins.
+"""The project's URDF as data: the lowest layer of roarm_description, read by joints.py and kinematics.py.
 
-ROS-free (xml.etree + numpy). Used by the URDF test (names/limits vs joints.py, FK vs roarm_description.kinematics),
-by the plain-Python runner's TF publisher (robot_state_publisher is C++ and not on PyPI), and to find the URDF
-file in a source checkout or an installed share directory.
+ROS-free (xml.etree + numpy). joints.py takes the joint names, order, limits and velocities from here and
+kinematics.py the joint origins, so the URDF file is the one place these numbers are written. Also finds the URDF
+in a source checkout or an installed share directory.
 """
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
-
-from roarm_description.kinematics import rpy_matrix  # one URDF rpy convention for the whole project
 
 URDF_FILE_NAME = "roarm_m3.urdf"
 
@@ -27,6 +27,23 @@ def default_urdf_path() -> Path:
     from ament_index_python.packages import get_package_share_directory
 
     return Path(get_package_share_directory("roarm_description")) / "urdf" / URDF_FILE_NAME
+
+
+@lru_cache(maxsize=1)
+def default_model() -> "UrdfModel":
+    """The project's URDF, parsed once."""
+    return UrdfModel.from_file(default_urdf_path())
+
+
+def rpy_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
+    """URDF fixed-axis roll-pitch-yaw: R = Rz(yaw) Ry(pitch) Rx(roll)."""
+    cr, sr = math.cos(roll), math.sin(roll)
+    cp, sp = math.cos(pitch), math.sin(pitch)
+    cy, sy = math.cos(yaw), math.sin(yaw)
+    rx = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])
+    ry = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
+    rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
+    return rz @ ry @ rx
 
 
 def axis_angle_matrix(axis: np.ndarray, angle: float) -> np.ndarray:
@@ -54,6 +71,8 @@ class UrdfJoint:
     axis: tuple[float, float, float]
     lower: float | None
     upper: float | None
+    velocity: float | None = None  # <limit velocity>, rad/s (m/s for prismatic)
+    effort: float | None = None
 
     @property
     def origin(self) -> np.ndarray:
@@ -103,6 +122,8 @@ class UrdfModel:
                 axis=_floats(axis.get("xyz") if axis is not None else None, (1, 0, 0)),
                 lower=float(limit.get("lower")) if limit is not None and limit.get("lower") else None,
                 upper=float(limit.get("upper")) if limit is not None and limit.get("upper") else None,
+                velocity=float(limit.get("velocity")) if limit is not None and limit.get("velocity") else None,
+                effort=float(limit.get("effort")) if limit is not None and limit.get("effort") else None,
             )
             self.joints[joint.name] = joint
         self._joint_to_child = {j.child: j for j in self.joints.values()}

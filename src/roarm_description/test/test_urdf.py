@@ -21,14 +21,29 @@ def test_frames_world_to_hand_tcp(model):
     assert model.chain("gripper_link")[-1].name == "link5_to_gripper_link"
 
 
-def test_movable_joints_match_joints_py(model):
-    movable = model.movable_joints
-    assert [j.name for j in movable] == list(joints.JOINT_NAMES)
-    for urdf_joint, spec in zip(movable, joints.JOINTS):
-        assert urdf_joint.type == "revolute"
-        assert urdf_joint.lower == pytest.approx(spec.lower, abs=1e-9), urdf_joint.name
-        assert urdf_joint.upper == pytest.approx(spec.upper, abs=1e-9), urdf_joint.name
+def test_joint_table_is_read_from_the_urdf(model):
+    # Limits of ../shared/roarm_m3_facts.md (URDF limits row); velocity as written in the URDF.
+    expected = [("base_link_to_link1", -math.pi, math.pi), ("link1_to_link2", -math.pi / 2, math.pi / 2),
+                ("link2_to_link3", -1.0, 2.95), ("link3_to_link4", -math.pi / 2, math.pi / 2),
+                ("link4_to_link5", -math.pi, math.pi), ("link5_to_gripper_link", 0.0, 1.5)]
+    assert [(j.urdf_name, pytest.approx(j.lower), pytest.approx(j.upper)) for j in joints.JOINTS] == expected
+    assert joints.VELOCITY_LIMITS.tolist() == [3.0] * 6
+    for urdf_joint in model.movable_joints:
         assert urdf_joint.axis == (0.0, 0.0, 1.0)  # every joint turns about its local z (roarm_m3_facts.md)
+
+
+def test_an_edited_urdf_changes_the_joint_table(model):
+    text = default_urdf_path().read_text()
+    edited = text.replace('<limit lower="-1.0" upper="2.95" effort="3.0" velocity="3.0"/>',
+                          '<limit lower="-0.5" upper="2.5" effort="3.0" velocity="1.25"/>')
+    assert edited != text
+    table = joints.joints_from_urdf(UrdfModel(edited))
+    elbow = table[2]
+    assert (elbow.urdf_name, elbow.lower, elbow.upper, elbow.velocity) == ("link2_to_link3", -0.5, 2.5, 1.25)
+    assert elbow.firmware_key == "e" and elbow.home == pytest.approx(math.pi / 2)
+    broken = text.replace('name="link4_to_link5"', 'name="wrist_roll"')
+    with pytest.raises(ValueError, match="movable joints"):
+        joints.joints_from_urdf(UrdfModel(broken))
 
 
 def test_fixed_origins_from_facts(model):
