@@ -42,10 +42,13 @@ class NodeSpec:
     lifecycle: bool = False  # driven configure -> activate by launch events / the runner
     when: Callable[["GraphOptions"], bool] = lambda options: True
     remappings: tuple[tuple[str, str], ...] = ()
-    arguments: tuple[str, ...] = ()  # extra command-line arguments (launch only)
+    arguments: tuple[str, ...] = ()  # extra command-line arguments of the node's executable
     needs_urdf: bool = False  # gets the URDF text as its robot_description parameter
-    # Parameters only the launch file passes: the node's own main() reads them (the runner never calls main()).
+    # Parameters of the node's process beyond its YAML: read by its own main() (e.g. autostart false, because
+    # launch and the runner drive the lifecycle through the node's services).
     launch_params: tuple[tuple[str, Any], ...] = ()
+    respawn: bool = False  # start the process again when it exits (launch_ros Node respawn=); else the graph stops
+    respawn_delay: float = 2.0  # s before a respawn (launch_ros respawn_delay=)
 
 
 @dataclass(frozen=True)

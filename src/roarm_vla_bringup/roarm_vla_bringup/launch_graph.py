@@ -63,7 +63,8 @@ def node_actions(graph: g.Graph) -> list:
         spec = node.spec
         common = dict(package=spec.package, executable=spec.executable, name=spec.name, namespace="",
                       parameters=parameters_for(node), remappings=list(spec.remappings),
-                      arguments=list(spec.arguments), output="screen")
+                      arguments=list(spec.arguments), output="screen", respawn=spec.respawn,
+                      respawn_delay=spec.respawn_delay)
         if not spec.lifecycle:
             actions.append(Node(**common))
             continue
