@@ -47,8 +47,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 else
   say "Python packages up to date (requirements.txt unchanged)"
 fi
-# The offline pipeline (training/) is a plain Python package: editable, so `roarm-train` runs the sources.
-if [ ! -x .venv/bin/roarm-train ]; then
+# The offline pipeline (training/) is a plain Python package: editable, so `roarm-vla-train` runs the sources.
+if [ ! -x .venv/bin/roarm-vla-train ]; then
   .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e training
 fi
 .venv/bin/python -c 'import rclpy, lerobot, rosbags, serial, cv2, roarm_training' || die "the venv does not import rclpy/lerobot/rosbags/serial/cv2"

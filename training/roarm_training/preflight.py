@@ -8,12 +8,17 @@ trained to a low loss and produced a "mean action" policy:
   4. batch size 1 (section 11).
 The learning notes add a fifth: every episode starting from the SAME pose lets the model read the answer from
 the state and ignore the camera. Each check below returns a Finding; errors stop a run, warnings are printed.
+
+Command line: `roarm-vla-train preflight --dataset DIR [--policy-path ID_OR_DIR] [--batch-size N] [--steps N]`
+(exit 1 on any error). `roarm-vla-train fit` runs the same checks before its first step.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-from dataclasses import dataclass
+import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -117,3 +122,37 @@ def _episode_start_states(root: Path) -> np.ndarray | None:
                         for f in files])
     first = frames[frames["frame_index"] == 0].sort_values("episode_index")
     return np.stack([np.asarray(s, dtype=float) for s in first["observation.state"]]) if len(first) else None
+
+
+def _policy_fields(policy_path: str | None) -> dict:
+    """Config fields of a pretrained policy (local folder) or SmolVLA's defaults for a fresh one."""
+    from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
+
+    if policy_path and Path(policy_path).is_dir():
+        from lerobot.configs.policies import PreTrainedConfig
+
+        return asdict(PreTrainedConfig.from_pretrained(policy_path))
+    # A hub id cannot be read offline; its training fields are the defaults, which the checks accept.
+    return asdict(SmolVLAConfig())
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    pre = subparsers.add_parser("preflight", help="check a fine-tuning plan and its dataset before training",
+                                description="Checks a fine-tuning plan and a dataset against the seed report's failures; exit 1 on any error.")
+    pre.add_argument("--dataset", type=Path, required=True, help="LeRobotDataset v3 root folder")
+    pre.add_argument("--policy-path", default=None,
+                     help="pretrained policy (hub id or folder); omit for a fresh SmolVLAConfig")
+    pre.add_argument("--batch-size", type=int, default=64)
+    pre.add_argument("--steps", type=int, default=20_000)
+    pre.set_defaults(func=run)
+    return pre
+
+
+def run(args: argparse.Namespace) -> int:
+    findings = check_plan(_policy_fields(args.policy_path), args.batch_size, args.steps, args.policy_path)
+    findings += check_dataset(args.dataset)
+    for finding in findings:
+        print(finding, file=sys.stderr if finding.severity == "error" else sys.stdout)
+    errors = sum(f.severity == "error" for f in findings)
+    print(f"preflight: {errors} error(s), {len(findings) - errors} warning(s)")
+    return 1 if errors else 0

@@ -72,9 +72,9 @@ def test_same_start_pose_is_flagged_and_varied_start_poses_are_not(tmp_path):
 
 def test_cli_exits_nonzero_on_batch_size_one(tmp_path):
     root = make_dataset(tmp_path / "ds", start_spread=1.0)
-    bad = subprocess.run([sys.executable, "-m", "roarm_training.cli", "preflight", "--dataset", str(root),
+    bad = subprocess.run([sys.executable, "-m", "roarm_training.train_cli", "preflight", "--dataset", str(root),
                           "--batch-size", "1"], capture_output=True, text=True)
     assert bad.returncode == 1 and "batch-size" in bad.stderr
-    missing = subprocess.run([sys.executable, "-m", "roarm_training.cli", "preflight",
+    missing = subprocess.run([sys.executable, "-m", "roarm_training.train_cli", "preflight",
                               "--dataset", str(tmp_path / "nothing")], capture_output=True, text=True)
     assert missing.returncode == 1 and "not-a-dataset" in missing.stderr
