@@ -31,23 +31,21 @@ def test_chunk_placed_by_observation_stamp_and_stale_steps_dropped():
     assert result.dropped_stale == 2 and result.placed == 3
     assert s.counters.dropped_stale == 2
     assert s.queue_depth(1.25) == 3
-    assert s.next_command(1.25)[0] == 12
-    assert s.next_command(1.31)[0] == 13
-    assert s.next_command(1.42)[0] == 14
-    assert s.next_command(1.55) is None  # 1.4 + 0.1 <= 1.55: nothing current
-    assert s.counters.empty_ticks == 1
-    assert s.counters.dropped_unsent == 0
+    assert s.current_target(1.25)[0] == 12
+    assert s.current_target(1.31)[0] == 13
+    assert s.current_target(1.42)[0] == 14
+    assert s.current_target(1.55) is None  # 1.4 + 0.1 <= 1.55: nothing current
+    assert s.plan_end(1.55) is None and s.idle_since(1.55) == pytest.approx(1.5)
 
 
-def test_nothing_before_first_chunk_and_unsent_steps_counted():
+def test_nothing_before_first_chunk_and_plan_end():
     s = make()
-    assert s.next_command(0.0) is None
-    assert s.queue_depth(0.0) == 0 and s.needs_inference(0.0)
+    assert s.current_target(0.0) is None
+    assert s.queue_depth(0.0) == 0 and s.plan_end(0.0) is None
     s.add_chunk(col(1, 2, 3, 4), obs_stamp=0.0, now=0.0)
-    assert s.next_command(0.0)[0] == 1
-    # Jump to t=0.35: steps 1 (0.1) and 2 (0.2) expired without being sent, step 3 (0.3) is current.
-    assert s.next_command(0.35)[0] == 4
-    assert s.counters.dropped_unsent == 2
+    assert s.plan_end(0.0) == pytest.approx(0.4)  # the last step (0.3) expires at 0.4
+    # Jump to t=0.35: step 3 (0.3) is current.
+    assert s.current_target(0.35)[0] == 4
 
 
 def test_merge_latest_newer_observation_wins():
@@ -87,7 +85,6 @@ def test_merge_temporal_ensemble_act_weights_hand_worked():
     planned = s.planned(0.2)
     # slot 2: (1*0 + 0.5*3 + 0.25*7) / (1 + 0.5 + 0.25) = 3.25 / 1.75
     assert float(planned[0][1][0]) == pytest.approx(3.25 / 1.75)
-    s.next_command(0.1)  # (slot 1 = (0 + 0.5*3)/1.5 = 1 was current at 0.1)
     # m = 0: every prediction weighs the same (a plain running mean).
     s0 = make(merge_rule="temporal_ensemble", ensemble_decay=0.0)
     s0.add_chunk(col(0, 0), obs_stamp=0.0, now=0.0)
@@ -105,40 +102,13 @@ def test_stamps_snap_to_the_grid_of_the_first_chunk():
     assert [float(v[0]) for _, v in planned] == [50, 60, 3]
 
 
-def test_ema_hand_worked():
-    s = make(ema_alpha=0.5)
-    s.add_chunk(col(0, 10, 10, 10), obs_stamp=0.0, now=0.0)
-    out = [float(s.next_command(t)[0]) for t in (0.0, 0.1, 0.2, 0.3)]
-    # y0 = x0 = 0 (nothing sent before); y = y + 0.5 (x - y): 5, 7.5, 8.75
-    assert out == pytest.approx([0.0, 5.0, 7.5, 8.75])
-
-
-def test_ema_starts_from_seeded_position_and_step_limit_clips_each_joint():
-    s = make(ema_alpha=1.0, max_joint_step=0.2)
-    s.seed_command(np.array([0.0, 1.0]))
-    s.add_chunk(np.array([[1.0, 1.05], [1.0, 1.05], [1.0, 1.05]]), obs_stamp=0.0, now=0.0)
-    first = s.next_command(0.0)
-    assert first == pytest.approx([0.2, 1.05])  # joint 0 clipped to +0.2, joint 1 moves its full 0.05
-    second = s.next_command(0.1)
-    assert second == pytest.approx([0.4, 1.05])
-
-
-def test_ema_and_step_limit_together_and_clamped_to_limits():
-    s = make(ema_alpha=0.5, max_joint_step=1.0, lower_limits=np.array([-1.0]), upper_limits=np.array([1.5]))
-    s.seed_command(np.array([0.0]))
-    s.add_chunk(col(10, 10, 10), obs_stamp=0.0, now=0.0)
-    # 0.5 * (10 - 0) = 5 -> clipped to 1.0; then 0.5 * 9 = 4.5 -> +1 = 2.0 -> clamped to the limit 1.5
-    assert float(s.next_command(0.0)[0]) == pytest.approx(1.0)
-    assert float(s.next_command(0.1)[0]) == pytest.approx(1.5)
-
-
-def test_queue_depth_and_needs_inference_threshold():
-    s = make(queue_threshold=3)
+def test_queue_depth():
+    s = make()
     s.add_chunk(col(*range(5)), obs_stamp=0.0, now=0.0)
-    assert s.queue_depth(0.0) == 5 and not s.needs_inference(0.0)
+    assert s.queue_depth(0.0) == 5
     assert s.queue_depth(0.15) == 4  # slot 0 expired at 0.1
-    assert s.queue_depth(0.25) == 3 and not s.needs_inference(0.25)
-    assert s.queue_depth(0.35) == 2 and s.needs_inference(0.35)
+    assert s.queue_depth(0.25) == 3
+    assert s.queue_depth(0.35) == 2
     assert s.queue_depth(0.55) == 0
 
 
@@ -149,14 +119,12 @@ def test_non_finite_chunk_rejected_and_counted():
     with pytest.raises(ValueError):
         s.add_chunk(col(0.0, float("inf")), obs_stamp=0.0, now=0.0)
     assert s.counters.chunks_rejected_nonfinite == 2
-    assert s.queue_depth(0.0) == 0 and s.next_command(0.0) is None
+    assert s.queue_depth(0.0) == 0 and s.current_target(0.0) is None
 
 
 def test_bad_config_and_shapes_are_clear_errors():
     with pytest.raises(ValueError, match="merge rule"):
         SchedulerConfig(step_period=DT, merge_rule="median")
-    with pytest.raises(ValueError, match="ema_alpha"):
-        SchedulerConfig(step_period=DT, ema_alpha=0.0)
     with pytest.raises(ValueError, match="step_period"):
         SchedulerConfig(step_period=0.0)
     s = make()
@@ -165,14 +133,13 @@ def test_bad_config_and_shapes_are_clear_errors():
         s.add_chunk(np.zeros((3, 5)), obs_stamp=0.0, now=0.0)
 
 
-def test_clear_forgets_plan_but_keeps_filter_state():
-    s = make(ema_alpha=0.5)
+def test_clear_forgets_the_plan():
+    s = make()
     s.add_chunk(col(4, 4), obs_stamp=0.0, now=0.0)
-    assert float(s.next_command(0.0)[0]) == 4.0
-    s.clear()
-    assert s.queue_depth(0.0) == 0 and s.next_command(0.05) is None
+    s.clear(now=0.05)
+    assert s.queue_depth(0.05) == 0 and s.current_target(0.05) is None and s.idle_since(0.05) == 0.05
     s.add_chunk(col(8), obs_stamp=1.0, now=1.0)
-    assert float(s.next_command(1.0)[0]) == pytest.approx(6.0)  # 4 + 0.5 * (8 - 4)
+    assert float(s.current_target(1.0)[0]) == 8.0
 
 
 def test_rebase_when_idle_starts_chunk_at_arrival():
@@ -181,7 +148,7 @@ def test_rebase_when_idle_starts_chunk_at_arrival():
     result = s.add_chunk(col(10, 11, 12, 13, 14), obs_stamp=1.0, now=1.25)
     assert result.rebased and result.dropped_stale == 0 and result.placed == 5
     assert [round(t, 9) for t, _ in s.planned(1.25)] == [1.25, 1.35, 1.45, 1.55, 1.65]
-    assert s.next_command(1.25)[0] == 10
+    assert s.current_target(1.25)[0] == 10
     assert s.counters.rebased_chunks == 1
     # Without the option the same chunk loses its first two steps (test above).
     assert make().add_chunk(col(10, 11, 12, 13, 14), obs_stamp=1.0, now=1.25).dropped_stale == 2

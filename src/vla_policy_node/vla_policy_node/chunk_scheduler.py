@@ -1,7 +1,8 @@
-"""Timeline of future actions built from action chunks: placement by observation stamp, merge, EMA, step limit.
+"""Timeline of future actions built from action chunks: placement by observation stamp, merge of overlaps.
 
-ROS-free and clock-free: every method takes the current time (seconds, any monotonic-ish clock shared with the
-observation stamps). Not thread-safe by itself: the node guards it with one lock.
+ROS-free and clock-free: every method takes the current time (seconds on the steady clock the observation stamps
+were converted to: see :mod:`vla_policy_node.timebase`). Not thread-safe by itself: the node guards it with one
+lock. Smoothing (EMA, step limit, joint limits) is done on the whole plan by :mod:`vla_policy_node.command_plan`.
 
 Timeline. Step k of a chunk computed from an observation stamped ``t_obs`` is meant for ``t_obs + k * dt``
 (``dt`` = the training data's step period). Steps live on a grid ``anchor + i * dt``; the anchor is the stamp of
@@ -13,12 +14,9 @@ Step i is *current* during ``[t_i, t_i + dt)`` and has *expired* once ``t_i + dt
   ``latest`` (the chunk from the newest observation wins), ``weighted_average`` (``old_weight * old +
   new_weight * new``, normalised by the weights' sum) or ``temporal_ensemble`` (ACT: the j-th prediction made for
   a slot, oldest first, weighs ``exp(-ensemble_decay * j)``; the slot holds the weighted mean of all of them).
-- ``next_command``: the current step's action, passed through an EMA towards it
-  (``y = y_prev + alpha * (x - y_prev)``) and a per-joint step limit (``|y - y_prev| <= max_joint_step``), then
-  clamped to joint limits when given. ``None`` while no step is current (empty queue, or before the first chunk):
-  the caller then sends nothing new. Expired steps that were never emitted are counted (``dropped_unsent``).
-- ``queue_depth``: steps not yet expired (the current one included); ``needs_inference`` when it is below the
-  threshold.
+- ``planned``: (time, merged action) of every step not yet expired, in time order: what the node smooths and
+  publishes as one trajectory. ``plan_end``: when the last step expires (the plan runs out).
+- ``queue_depth``: steps not yet expired (the current one included).
 - ``rebase_when_idle`` (off by default): a chunk whose observation was taken while the timeline was empty (the
   arm was holding still since before the observation, so the observed state is still the current one) starts at
   its arrival instead of its observation stamp: nothing of it is stale. This is what LeRobot's async client does
@@ -57,28 +55,17 @@ class SchedulerConfig:
     old_weight: float = 0.3  # weighted_average: weight of the step already on the timeline
     new_weight: float = 0.7  # weighted_average: weight of the new chunk's step
     ensemble_decay: float = 0.01  # temporal_ensemble: m in exp(-m * j), j = 0 for the oldest prediction
-    ema_alpha: float = 1.0  # 1 = no smoothing; smaller = smoother (and more lag)
-    max_joint_step: float = math.inf  # per command, per joint, in the actions' units (rad)
-    queue_threshold: int = 5  # needs_inference when fewer non-expired steps than this remain
     rebase_when_idle: bool = False  # see the module docstring
-    lower_limits: np.ndarray | None = None  # clamp commands into [lower, upper] when given
-    upper_limits: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.merge_rule = MergeRule.parse(self.merge_rule) if not isinstance(self.merge_rule, MergeRule) else \
             self.merge_rule
         if not self.step_period > 0:
             raise ValueError(f"step_period must be > 0, got {self.step_period}")
-        if not 0.0 < self.ema_alpha <= 1.0:
-            raise ValueError(f"ema_alpha must be in (0, 1], got {self.ema_alpha}")
-        if not self.max_joint_step > 0:
-            raise ValueError(f"max_joint_step must be > 0 (inf = no limit), got {self.max_joint_step}")
         if self.old_weight < 0 or self.new_weight < 0 or self.old_weight + self.new_weight <= 0:
             raise ValueError("weighted_average weights must be >= 0 and not both 0")
         if self.ensemble_decay < 0:
             raise ValueError(f"ensemble_decay must be >= 0, got {self.ensemble_decay}")
-        if self.queue_threshold < 0:
-            raise ValueError(f"queue_threshold must be >= 0, got {self.queue_threshold}")
 
 
 @dataclass
@@ -88,7 +75,6 @@ class _Slot:
     weight_sum: float = 1.0  # temporal_ensemble: sum of the weights so far
     weighted_sum: np.ndarray | None = None  # temporal_ensemble: sum of weight * action
     count: int = 1  # predictions merged into this slot
-    emitted: bool = False
 
 
 @dataclass
@@ -96,9 +82,6 @@ class SchedulerCounters:
     chunks_added: int = 0
     chunks_rejected_nonfinite: int = 0
     dropped_stale: int = 0  # steps already expired when their chunk arrived
-    dropped_unsent: int = 0  # steps that expired on the timeline without ever being sent
-    commands: int = 0
-    empty_ticks: int = 0  # next_command calls with no current step
     merged_steps: int = 0  # steps that landed on an occupied slot
     rebased_chunks: int = 0  # chunks started at arrival (rebase_when_idle)
 
@@ -119,7 +102,6 @@ class ChunkScheduler:
         self.counters = SchedulerCounters()
         self._anchor: float | None = None
         self._slots: dict[int, _Slot] = {}
-        self._last_command: np.ndarray | None = None
         self._idle_since = -math.inf  # when the timeline last became empty (the arm holds from then on)
 
     # ----------------------------------------------------------------------------------------------- timeline
@@ -133,8 +115,6 @@ class ChunkScheduler:
     def _discard_expired(self, now: float) -> None:
         expired = [i for i in self._slots if self._expired(i, now)]
         for index in expired:
-            if not self._slots[index].emitted:
-                self.counters.dropped_unsent += 1
             del self._slots[index]
         if expired and not self._slots:
             self._idle_since = self._slot_time(max(expired)) + self.config.step_period
@@ -200,40 +180,6 @@ class ChunkScheduler:
                 return slot.value.copy()
         return None
 
-    def next_command(self, now: float) -> np.ndarray | None:
-        """The command to send at ``now`` (EMA + step limit + clamp), or None when no step is current."""
-        self._discard_expired(now)
-        current = None
-        for index, slot in self._slots.items():
-            if self._slot_time(index) <= now + 1e-12:
-                current = slot
-                break
-        if current is None:
-            self.counters.empty_ticks += 1
-            return None
-        current.emitted = True
-        target = current.value
-        if self._last_command is None:
-            command = target.copy()
-        else:
-            previous = self._last_command
-            step = self.config.ema_alpha * (target - previous)
-            step = np.clip(step, -self.config.max_joint_step, self.config.max_joint_step)
-            command = previous + step
-        if self.config.lower_limits is not None and self.config.upper_limits is not None:
-            command = np.clip(command, self.config.lower_limits, self.config.upper_limits)
-        self._last_command = command
-        self.counters.commands += 1
-        return command.copy()
-
-    def seed_command(self, position: np.ndarray | None) -> None:
-        """Start the EMA and the step limit from ``position`` (e.g. the measured joint state); None = unset."""
-        self._last_command = None if position is None else np.asarray(position, dtype=float).copy()
-
-    @property
-    def last_command(self) -> np.ndarray | None:
-        return None if self._last_command is None else self._last_command.copy()
-
     # --------------------------------------------------------------------------------------------- queries
     def queue_depth(self, now: float) -> int:
         """Steps on the timeline that have not expired (the current one included)."""
@@ -245,8 +191,10 @@ class ChunkScheduler:
         self._discard_expired(now)
         return None if self._slots else self._idle_since
 
-    def needs_inference(self, now: float) -> bool:
-        return self.queue_depth(now) < self.config.queue_threshold
+    def plan_end(self, now: float) -> float | None:
+        """When the last planned step expires (the plan runs out), or None when nothing is planned."""
+        self._discard_expired(now)
+        return self._slot_time(max(self._slots)) + self.config.step_period if self._slots else None
 
     def planned(self, now: float) -> list[tuple[float, np.ndarray]]:
         """(time, merged action) of every non-expired step, in time order (for tools and tests)."""
@@ -254,7 +202,7 @@ class ChunkScheduler:
         return [(self._slot_time(i), self._slots[i].value.copy()) for i in sorted(self._slots)]
 
     def clear(self, now: float | None = None) -> None:
-        """Forget every planned step (pause, stale input, task change); the filter state is kept (seed_command).
+        """Forget every planned step (pause, stale input, task change).
 
         ``now``: when the arm starts holding (commands stop); None = long ago (no commands were being sent)."""
         if self._slots:
