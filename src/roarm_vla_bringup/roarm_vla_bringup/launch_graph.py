@@ -11,7 +11,7 @@ import sys
 import tempfile
 
 from launch import LaunchContext
-from launch.actions import EmitEvent, ExecuteProcess, LogInfo, RegisterEventHandler
+from launch.actions import EmitEvent, ExecuteProcess, LogInfo, RegisterEventHandler, SetEnvironmentVariable
 from launch.events import matches_action
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
@@ -26,7 +26,7 @@ def launch_setup(context: LaunchContext, graph_name: str = "pick"):
     """OpaqueFunction body: read the launch arguments, build the graph, return its actions."""
     cfg = context.launch_configurations
     sim = g.parse_bool(cfg.get("sim", "false"))
-    actions = []
+    actions = dds_profile_actions()
     runtime: dict[str, dict] = {}
     if sim:
         # The firmware simulator is a process, not a node: it serves a pty behind a symlink the driver opens.
@@ -42,6 +42,14 @@ def launch_setup(context: LaunchContext, graph_name: str = "pick"):
     if g.parse_bool(cfg.get("rviz", "false")):
         actions.append(rviz_action())
     return actions
+
+
+def dds_profile_actions() -> list:
+    """Fast DDS profile with shared-memory segments large enough for a 640x480 image (config/fastdds.xml says why),
+    for every process started after it, unless the user chose a profile (the runner does the same)."""
+    if os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE") or os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+        return [LogInfo(msg="roarm_vla_bringup: keeping the Fast DDS profile of FASTRTPS_DEFAULT_PROFILES_FILE")]
+    return [SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", str(g.config_path("fastdds.xml")))]
 
 
 def parameters_for(node: g.NodeInstance) -> list:

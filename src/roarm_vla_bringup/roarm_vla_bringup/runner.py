@@ -47,7 +47,8 @@ from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any, Callable
 
-from roarm_vla_bringup.graph import GRAPH_NAMES, LAUNCH_ARGS, SIM_PORT_TARGETS, Graph, NodeInstance, load_graph
+from roarm_vla_bringup.graph import (GRAPH_NAMES, LAUNCH_ARGS, SIM_PORT_TARGETS, Graph, NodeInstance, config_path,
+                                    load_graph)
 
 PR_SET_PDEATHSIG = 1
 DEFAULT_GRACE_S = 10.0  # SIGINT -> SIGTERM (launch's sigterm_timeout is 5 s; a driver shutdown can take longer)
@@ -122,8 +123,17 @@ def simulator_command(port_file: Path, link: Path) -> list[str]:
     return base + ["--link", str(link), "--port-file", str(port_file)]
 
 
+def dds_environment() -> dict[str, str]:
+    """FASTRTPS_DEFAULT_PROFILES_FILE = config/fastdds.xml (large shared-memory segments: images in one piece; the
+    file says why), unless the user chose a profile. The same for pick.launch.py (launch_graph)."""
+    if os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE") or os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+        return {}
+    return {"FASTRTPS_DEFAULT_PROFILES_FILE": str(config_path("fastdds.xml"))}
+
+
 def child_environment() -> dict[str, str]:
     env = dict(os.environ)
+    env.update(dds_environment())
     env["PYTHONUNBUFFERED"] = "1"  # lines reach the prefixer as they are written
     env.setdefault("RCUTILS_LOGGING_BUFFERED_STREAM", "1")
     # The children import the same sources as the runner (a test session puts the packages' sources on sys.path).
@@ -275,6 +285,7 @@ class TopicMonitor:
                 values["_level"] = str(int.from_bytes(status.level, "little") if isinstance(status.level, bytes)
                                        else int(status.level))
                 values["_message"] = status.message
+                values["_stamp"] = f"{msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9:.6f}"
                 self.diagnostics[status.name] = values
 
     def reset(self) -> None:
