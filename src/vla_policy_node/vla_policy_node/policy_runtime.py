@@ -27,6 +27,7 @@ import numpy as np
 
 from roarm_description.joints import JOINT_NAMES, sdk_degrees_to_urdf, urdf_to_sdk_degrees
 
+from .observation import ObservationSpec, actions_to_urdf, build_observation, joint_vector
 from .precision import PrecisionReport, apply_precision, check_mode
 
 LOG = logging.getLogger(__name__)
@@ -232,20 +233,34 @@ class PolicyRuntime:
         noise = torch.randn((1, cfg.chunk_size, cfg.max_action_dim), generator=generator, dtype=torch.float32)
         return noise.to(self.config.device)
 
-    def _state_for_model(self, state_urdf: np.ndarray) -> np.ndarray:
-        index = [JOINT_NAMES.index(n) for n in self.config.state_joint_names]
-        state = np.asarray(state_urdf, dtype=float)[index]
-        if self.info.joint_units == "degrees":
-            state = urdf_to_sdk_degrees(state)
-        return state.astype(np.float32)
+    @property
+    def spec(self) -> ObservationSpec:
+        """What the policy reads and writes (joint order and units, image key and size): see :meth:`resolve_spec`."""
+        spec = getattr(self, "_spec", None)
+        return spec if spec is not None else self.resolve_spec()
 
-    def _actions_to_urdf(self, actions: np.ndarray) -> np.ndarray:
-        if self.info.joint_units == "degrees":
-            actions = sdk_degrees_to_urdf(actions)
-        out = np.zeros((actions.shape[0], len(JOINT_NAMES)))
-        for column, name in enumerate(self.config.state_joint_names):
-            out[:, JOINT_NAMES.index(name)] = actions[:, column]
-        return out
+    def resolve_spec(self, image_size: Sequence[int] | int | None = None) -> ObservationSpec:
+        """The observation spec, from the checkpoint's ``roarm_vla_meta.json`` (``joint_names``, ``image_key``,
+        ``image_size``: what the dataset converter used) where it has them, else from the config
+        (``state_joint_names``, ``camera_key``) and ``image_size`` (None = the camera's size). Joint units as
+        resolved at load. The live observation is then built exactly as the converter built the training frames."""
+        path = Path(self.info.path)
+        meta = _read_meta(path) if path.is_dir() else {}
+        names = tuple(meta.get("joint_names") or self.config.state_joint_names)
+        unknown = [n for n in names if n not in JOINT_NAMES]
+        if unknown or len(names) != self.info.state_dim:
+            raise PolicyLoadError(f"joint names {list(names)} do not fit the checkpoint (state size "
+                                  f"{self.info.state_dim}; the arm's joints are {list(JOINT_NAMES)})")
+        key = meta.get("image_key") or self.config.camera_key
+        if key not in self.info.image_keys:
+            key = self.config.camera_key
+        size = meta.get("image_size") or image_size
+        if isinstance(size, (int, float)) and size:
+            size = (int(size), int(size))
+        size = tuple(int(v) for v in size) if size and all(int(v) > 0 for v in size) else None
+        self._spec = ObservationSpec(state_joint_names=names, joint_units=self.info.joint_units, image_key=key,
+                                     image_size=size)
+        return self._spec
 
     def predict(
         self,
@@ -258,23 +273,18 @@ class PolicyRuntime:
         prev_chunk_left_over=None,
         inference_delay: int | None = None,
     ) -> ChunkPrediction:
-        """One chunk from one observation. ``image_rgb``: HxWx3 uint8; ``state_urdf``: 6 URDF radians."""
+        """One chunk from one observation. ``image_rgb``: HxWx3 uint8 (resized to the spec's image size);
+        ``state_urdf``: 6 URDF radians. Returns actions in URDF radians; joints the policy does not command keep
+        ``state_urdf``'s value."""
         from lerobot.policies.utils import prepare_observation_for_inference
 
         torch = self._torch
-        image = np.asarray(image_rgb)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"image must be HxWx3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
+        spec = self.spec
         state = np.asarray(state_urdf, dtype=float)
         if state.shape != (len(JOINT_NAMES),):
             raise ValueError(f"state must hold {len(JOINT_NAMES)} URDF joint positions, got shape {state.shape}")
-        if not np.all(np.isfinite(state)):
-            raise ValueError("state holds NaN or inf")
         start = time.perf_counter()
-        observation = {
-            "observation.state": self._state_for_model(state),
-            self.config.camera_key: np.ascontiguousarray(image),
-        }
+        observation = build_observation(image_rgb, joint_vector(JOINT_NAMES, state, spec), spec)
         if noise is None and noise_seed is not None:
             noise = self.make_noise(noise_seed)
         kwargs = {}
@@ -286,9 +296,11 @@ class PolicyRuntime:
             batch = self.preprocessor(batch)
             model_actions = self.policy.predict_action_chunk(batch, noise=noise, **kwargs)
             actions = self.postprocessor(model_actions)
-        chunk = actions.detach().float().cpu().numpy()[0]
+        chunk = actions_to_urdf(actions.detach().float().cpu().numpy()[0].astype(float), spec)
+        uncommanded = np.isnan(actions_to_urdf(np.zeros((1, spec.state_dim)), spec)[0])
+        chunk[:, uncommanded] = state[uncommanded]  # a model's own NaN stays NaN (rejected downstream)
         return ChunkPrediction(
-            actions=self._actions_to_urdf(chunk.astype(float)),
+            actions=chunk,
             model_actions=model_actions.detach().float(),
             latency_s=time.perf_counter() - start,
         )
