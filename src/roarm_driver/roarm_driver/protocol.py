@@ -131,21 +131,44 @@ class Feedback:
 
 
 class FeedbackError(ValueError):
-    """A T:1051 line that lacks a field or carries a non-number."""
+    """A T:1051 line that lacks a field, carries a non-number (a bool is not a number), a non-finite value, or a
+    joint outside its limits plus the margin. ``kind``: "type" or "range"."""
+
+    def __init__(self, message: str, kind: str = "type"):
+        super().__init__(message)
+        self.kind = kind
 
 
-def parse_feedback(message: dict[str, Any]) -> Feedback:
-    """T:1051 dict -> :class:`Feedback` in URDF radians. Raises :class:`FeedbackError` on missing/bad fields."""
-    try:
-        fw = np.array([float(message[k]) for k in joints.FIRMWARE_KEYS])
-        loads = np.array([float(message.get(k, 0.0)) for k in joints.LOAD_KEYS])
-        xyz = (float(message.get("x", math.nan)), float(message.get("y", math.nan)), float(message.get("z", math.nan)))
-        tit = float(message.get("tit", math.nan))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FeedbackError(f"bad T:1051 line ({exc!r}): {message}") from exc
-    if not np.all(np.isfinite(fw)):
-        raise FeedbackError(f"non-finite joint value in T:1051: {message}")
-    return Feedback(positions=joints.firmware_to_urdf(fw), loads=loads, xyz_mm=xyz, tool_pitch=tit)
+def _number(message: dict[str, Any], key: str, default: float | None = None) -> float:
+    """A JSON number (int or float, not bool, finite); a missing key gives ``default`` (None: required)."""
+    if key not in message:
+        if default is None:
+            raise FeedbackError(f"T:1051 lacks {key!r}: {message}")
+        return default
+    value = message[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FeedbackError(f"T:1051 {key}={value!r} is not a number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise FeedbackError(f"T:1051 {key}={value!r} is not finite")
+    return value
+
+
+def parse_feedback(message: dict[str, Any], margin: float | None = None) -> Feedback:
+    """T:1051 dict -> :class:`Feedback` in URDF radians. Raises :class:`FeedbackError` on a missing joint, a value
+    that is not a finite JSON number (joints, loads, x/y/z/tit when present), and, with ``margin`` (rad) given, a
+    joint outside its URDF limits widened by ``margin`` (a firmware or line fault, never a pose of the arm)."""
+    fw = np.array([_number(message, k) for k in joints.FIRMWARE_KEYS])
+    loads = np.array([_number(message, k, 0.0) for k in joints.LOAD_KEYS])
+    xyz = tuple(_number(message, k, math.nan) for k in ("x", "y", "z"))
+    tit = _number(message, "tit", math.nan)
+    positions = joints.firmware_to_urdf(fw)
+    if margin is not None:
+        low, high = joints.LOWER_LIMITS - margin, joints.UPPER_LIMITS + margin
+        bad = [f"{n}={v:.4g}" for n, v, lo, hi in zip(joints.JOINT_NAMES, positions, low, high) if not lo <= v <= hi]
+        if bad:
+            raise FeedbackError(f"T:1051 joint(s) outside the limits + {margin:g} rad: {', '.join(bad)}", "range")
+    return Feedback(positions=positions, loads=loads, xyz_mm=xyz, tool_pitch=tit)
 
 
 @dataclass
