@@ -1,0 +1,247 @@
+"""Reading episode bags (rosbag2 directories or single .mcap files) with the `rosbags` library, ROS-free.
+
+The episode bag contract (shared with the recorder; see training/README.md):
+- one rosbag2 directory per episode (metadata.yaml version 9, MCAP ``<dir>/<dir-name>.mcap`` or sqlite3), raw CDR
+  as received, timestamp = receive time (ns);
+- episode metadata in metadata.yaml's ``custom_data`` under ``roarm_vla.*`` keys (``CUSTOM_KEYS``);
+- while an episode is being written its directory holds ``RECORDING_INCOMPLETE``; a directory with that marker, or
+  without metadata.yaml, is an incomplete episode: skipped, never touched.
+
+Any other rosbag2 (a ``ros2 bag record`` directory, a single .mcap from another writer) reads the same way; it just
+lacks the ``roarm_vla.*`` metadata, which the converter's options then supply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+INCOMPLETE_MARKER = "RECORDING_INCOMPLETE"
+METADATA_FILE = "metadata.yaml"
+STORAGE_SUFFIXES = (".mcap", ".db3")
+CUSTOM_PREFIX = "roarm_vla."
+CUSTOM_KEYS = ("task", "robot_type", "joint_names", "joint_units", "fps", "teleop_mode", "action_source",
+               "parameters", "episode_index", "seed", "start_pose", "outcome")
+
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
+IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
+JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
+TRAJECTORY_TYPE = "trajectory_msgs/msg/JointTrajectory"
+# These types begin with a std_msgs/Header, so the stamp sits right after the 4-byte CDR encapsulation header.
+HEADER_FIRST_TYPES = (*IMAGE_TYPES, JOINT_STATE_TYPE, TRAJECTORY_TYPE)
+
+
+class BagError(ValueError):
+    """A bag that cannot be converted: the message names the bag and what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: Path
+    reason: str
+
+
+def _is_incomplete_dir(path: Path) -> str | None:
+    """Why a directory is an incomplete episode, or None when it is a finished one."""
+    if (path / INCOMPLETE_MARKER).exists():
+        return f"{INCOMPLETE_MARKER} marker present (recording did not finish)"
+    if not (path / METADATA_FILE).exists():
+        return f"no {METADATA_FILE} (recording did not finish)"
+    return None
+
+
+def _looks_like_episode_dir(path: Path) -> bool:
+    """A rosbag2 directory: metadata.yaml, the marker, or storage named after the directory (<dir>[_0].mcap)."""
+    if (path / METADATA_FILE).exists() or (path / INCOMPLETE_MARKER).exists():
+        return True
+    return any((path / f"{path.name}{suffix}").exists() or (path / f"{path.name}_0{suffix}").exists()
+               for suffix in STORAGE_SUFFIXES)
+
+
+def find_bags(paths: Sequence[str | Path]) -> tuple[list[Path], list[Skipped]]:
+    """Episode bags under ``paths`` (bag directories, single .mcap files, or folders of them), sorted by name.
+
+    Incomplete episode directories come back in the second list with the reason. Raises BagError for a path that
+    does not exist or holds no bag at all.
+    """
+    bags: list[Path] = []
+    skipped: list[Skipped] = []
+
+    def visit_dir(path: Path) -> None:
+        reason = _is_incomplete_dir(path)
+        if reason:
+            skipped.append(Skipped(path, reason))
+        else:
+            bags.append(path)
+
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise BagError(f"{path}: no such file or directory")
+        found_before = len(bags) + len(skipped)
+        if path.is_file():
+            if path.suffix != ".mcap":
+                raise BagError(f"{path}: not a rosbag2 directory or .mcap file")
+            bags.append(path)
+        elif _looks_like_episode_dir(path):
+            visit_dir(path)
+        else:
+            for child in sorted(path.iterdir()):
+                if child.is_dir() and _looks_like_episode_dir(child):
+                    visit_dir(child)
+                elif child.is_file() and child.suffix == ".mcap":
+                    bags.append(child)
+        if len(bags) + len(skipped) == found_before:
+            raise BagError(f"{path}: holds no rosbag2 directory or .mcap file")
+    unique = list(dict.fromkeys(p.resolve() for p in bags))
+    return unique, skipped
+
+
+def bag_fingerprint(path: Path) -> str:
+    """Content fingerprint of a bag: metadata.yaml + each storage file's name, size, first and last MiB."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    for file in files:
+        size = file.stat().st_size
+        digest.update(f"{file.name}:{size}\n".encode())
+        with file.open("rb") as handle:
+            if file.name == METADATA_FILE or size <= 2 << 20:
+                digest.update(handle.read())
+            else:
+                digest.update(handle.read(1 << 20))
+                handle.seek(size - (1 << 20))
+                digest.update(handle.read())
+    return digest.hexdigest()[:32]
+
+
+def header_stamp_ns(raw: bytes | memoryview) -> int:
+    """The header stamp (ns) of a CDR message whose first field is a std_msgs/Header, read without decoding."""
+    if len(raw) < 12:
+        raise BagError(f"message of {len(raw)} bytes is too short to hold a header")
+    little = raw[1] in (0x01, 0x03)  # CDR_LE / PL_CDR_LE encapsulation
+    sec, nanosec = struct.unpack_from("<iI" if little else ">iI", raw, 4)
+    return sec * 1_000_000_000 + nanosec
+
+
+@dataclass
+class TopicData:
+    """One topic of one bag: per message (receive order) its receive time and header stamp, maybe the messages."""
+
+    topic: str
+    msgtype: str
+    receive_ns: np.ndarray
+    header_ns: np.ndarray
+    messages: list[Any] | None = None
+
+
+@dataclass
+class EpisodeBag:
+    """An open bag: topics, custom metadata, stamps and messages. Use as a context manager."""
+
+    path: Path
+    reader: Any = None
+    topics: dict[str, str] = field(default_factory=dict)  # topic -> message type
+    counts: dict[str, int] = field(default_factory=dict)
+    custom: dict[str, str] = field(default_factory=dict)
+
+    def __enter__(self) -> "EpisodeBag":
+        from rosbags.highlevel import AnyReader
+        from rosbags.typesys import Stores, get_typestore
+
+        try:
+            self.reader = AnyReader([self.path], default_typestore=get_typestore(Stores.ROS2_JAZZY))
+            self.reader.open()
+        except Exception as err:  # rosbags raises several types for unreadable metadata or storage
+            raise BagError(f"{self.path}: cannot open the bag ({type(err).__name__}: {err}); "
+                           f"it may be truncated or not a rosbag2") from None
+        for connection in self.reader.connections:
+            self.topics[connection.topic] = connection.msgtype
+            self.counts[connection.topic] = self.counts.get(connection.topic, 0) + int(connection.msgcount)
+        storage = getattr(self.reader.readers[0], "storage", None)
+        metadata = getattr(storage, "metadata", None)
+        self.custom = dict(getattr(metadata, "custom", None) or {})
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.reader is not None and self.reader.stack is not None:
+            self.reader.close()
+
+    # ------------------------------------------------------------------------------------------- metadata
+    def meta(self, key: str, default: Any = None) -> Any:
+        """A ``roarm_vla.<key>`` custom-data value (JSON-decoded for lists/objects), or ``default``."""
+        value = self.custom.get(CUSTOM_PREFIX + key)
+        if value is None:
+            return default
+        if key in ("joint_names", "parameters", "start_pose"):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise BagError(f"{self.path}: custom data {CUSTOM_PREFIX}{key} is not JSON: {value[:80]!r}") from None
+        return value
+
+    def require_topic(self, topic: str, types: Sequence[str], role: str) -> str:
+        """The topic's type, checked: BagError naming the bag's topics when it is missing or of another type."""
+        if topic not in self.topics:
+            listing = ", ".join(f"{t} [{m}]" for t, m in sorted(self.topics.items())) or "none"
+            raise BagError(f"{self.path}: {role} topic {topic!r} is not in the bag (its topics: {listing})")
+        msgtype = self.topics[topic]
+        if msgtype not in types:
+            raise BagError(f"{self.path}: {role} topic {topic!r} carries {msgtype}, a message type the converter "
+                           f"does not read as {role} (expected {' or '.join(types)})")
+        if self.counts.get(topic, 0) == 0:
+            raise BagError(f"{self.path}: {role} topic {topic!r} has no messages")
+        return msgtype
+
+    # ------------------------------------------------------------------------------------------- messages
+    def _raw(self, topic: str) -> Iterator[tuple[int, bytes]]:
+        connections = [c for c in self.reader.connections if c.topic == topic]
+        try:
+            for _, timestamp, raw in self.reader.messages(connections=connections):
+                yield timestamp, raw
+        except BagError:
+            raise
+        except Exception as err:
+            raise BagError(f"{self.path}: reading {topic!r} failed ({type(err).__name__}: {err}); the bag is "
+                           f"truncated or corrupt") from None
+
+    def _deserialize(self, raw: bytes, msgtype: str, topic: str) -> Any:
+        try:
+            return self.reader.deserialize(raw, msgtype)
+        except Exception as err:
+            raise BagError(f"{self.path}: a {msgtype} message on {topic!r} does not decode ({err})") from None
+
+    def read_topic(self, topic: str, keep_messages: bool) -> TopicData:
+        """Receive times and header stamps of every message on ``topic`` (+ the decoded messages if asked)."""
+        msgtype = self.topics[topic]
+        receive, header, messages = [], [], []
+        for timestamp, raw in self._raw(topic):
+            receive.append(timestamp)
+            if keep_messages:
+                msg = self._deserialize(raw, msgtype, topic)
+                messages.append(msg)
+                stamp = msg.header.stamp
+                header.append(int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec))
+            else:
+                header.append(header_stamp_ns(raw))
+        if not receive:
+            raise BagError(f"{self.path}: topic {topic!r} has no messages (the bag may be truncated)")
+        return TopicData(topic, msgtype, np.array(receive, dtype=np.int64), np.array(header, dtype=np.int64),
+                         messages if keep_messages else None)
+
+    def iter_messages(self, topic: str) -> Iterator[tuple[int, Any]]:
+        """(index in receive order, decoded message) for every message on ``topic``."""
+        msgtype = self.topics[topic]
+        for index, (_, raw) in enumerate(self._raw(topic)):
+            yield index, self._deserialize(raw, msgtype, topic)
+
+    def iter_raw(self, topic: str) -> Iterator[tuple[int, bytes]]:
+        """(index in receive order, raw CDR bytes) for every message on ``topic``."""
+        for index, (_, raw) in enumerate(self._raw(topic)):
+            yield index, bytes(raw)
