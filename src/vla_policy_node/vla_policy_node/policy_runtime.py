@@ -28,7 +28,8 @@ import numpy as np
 from roarm_description.joints import JOINT_NAMES, sdk_degrees_to_urdf, urdf_to_sdk_degrees
 
 from .observation import ObservationSpec, actions_to_urdf, build_observation, joint_vector
-from .precision import PrecisionReport, apply_precision, check_mode
+from .precision import PrecisionReport
+from .precision_plan import apply_load_precision, check_load_mode
 
 LOG = logging.getLogger(__name__)
 JOINT_UNITS = ("auto", "radians", "degrees")
@@ -111,7 +112,7 @@ class PolicyRuntime:
         units = str(config.joint_units).lower()
         if units not in JOINT_UNITS:
             raise PolicyLoadError(f"joint_units must be one of {JOINT_UNITS}, got {config.joint_units!r}")
-        precision = check_mode(config.precision, config.device)
+        precision = check_load_mode(config.precision, config.device)  # 'auto': the export's recorded mode
         if config.device.startswith("cuda") and not torch.cuda.is_available():
             raise PolicyLoadError(f"device {config.device!r} requested but CUDA is not available")
         if config.num_threads > 0:
@@ -167,10 +168,10 @@ class PolicyRuntime:
         except Exception as exc:
             raise PolicyLoadError(f"cannot load checkpoint {checkpoint!r}: {type(exc).__name__}: {exc}") from exc
         self.policy.eval()
-        self.precision_report: PrecisionReport = apply_precision(self.policy, precision, config.device)
+        self.precision_report: PrecisionReport = apply_load_precision(self.policy, precision, config.device, meta)
         self._torch = torch
         LOG.info("loaded %s (%s, state %d, chunk %d, %s, %s)", load_from, policy_cfg.type, self.info.state_dim,
-                 self.info.chunk_size, self.info.joint_units, precision)
+                 self.info.chunk_size, self.info.joint_units, self.precision_report.mode)
 
     # ------------------------------------------------------------------------------------------------ set-up
     def _resolve_vlm(self, policy_cfg, local_path: Path | None) -> str | None:
