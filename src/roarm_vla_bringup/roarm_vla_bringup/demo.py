@@ -5,14 +5,14 @@
     roarm-vla-demo ...                                                            # console script, same options
 
 The node graph is graph.py's `pick` graph with sim (firmware simulator, arm_driver, sim_world, and scripted_expert
-or vla_policy + action_visualizer), the same table and YAMLs as pick.launch.py and `roarm-vla run`, run in this
-process by GraphRunner. The demo adds only run-time overrides (sim_world.auto_start false: the demo resets each
+or vla_policy + action_visualizer), the same table and YAMLs as pick.launch.py and `roarm-vla run`, started by
+GraphRunner one process per node (their output prefixed with the node name). The demo adds only run-time overrides (sim_world.auto_start false: the demo resets each
 episode itself; --time-limit, --camera-rate, the tiny checkpoint) and drives episodes through the ROS interfaces:
 sim/reset_episode, then sim/episode_outcome. With --policy tiny, vla_policy gets an offline tiny SmolVLA
 checkpoint built on the spot (random weights: expect ~0 % success; it shows the plumbing, not skill).
 
 Prints per-topic rates, the driver's feedback rate against the serial line-rate limit, command latency and
-rejected commands; writes a contact sheet PNG and an mp4 of the first episode's camera frames; ends with one JSON
+rejected commands (from the driver's /diagnostics); writes a contact sheet PNG and an mp4 of the first episode's camera frames; ends with one JSON
 line of the headline figures.
 """
 
@@ -65,6 +65,19 @@ def demo_overrides(args: argparse.Namespace, checkpoint: Path | None) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from roarm_vla_bringup.runner import NodeExited
+
+    try:
+        return run_demo(args)
+    except NodeExited as exc:  # the runner said which node died and with what code, and stopped the graph
+        print(f"[demo] failed: {exc}", flush=True)
+        return 1
+    except KeyboardInterrupt:  # the graph was stopped in order by GraphRunner.__exit__
+        print("[demo] interrupted", flush=True)
+        return 130
+
+
+def run_demo(args: argparse.Namespace) -> int:
     import numpy as np
     import cv2
     from rclpy.qos import qos_profile_sensor_data
@@ -92,9 +105,11 @@ def main(argv=None) -> int:
     camera_rate = float(graph.node("sim_world").parameters().get("camera_rate", 30.0))
     recorder = FrameRecorder(every=int(round(camera_rate / max(args.record_fps, 0.1))))
 
+    time_limit = float(graph.node("sim_world").parameters().get("time_limit", 30.0))
     results: list = []
     started = time.monotonic()
-    with GraphRunner(graph) as runner:
+    with GraphRunner(graph, log=lambda m: print(f"[demo] {m}", flush=True),
+                     echo=lambda line: print(line, flush=True)) as runner:
         helper = runner.create_node("roarm_vla_demo")
         episodes = EpisodeClient(helper)
         helper.create_subscription(Image, "camera/image_raw", recorder, qos_profile_sensor_data)
@@ -103,10 +118,8 @@ def main(argv=None) -> int:
             from std_srvs.srv import SetBool
 
             enable = helper.create_client(SetBool, "vla/enable")
-        _wait_for_topic(runner, "joint_states", count=5, timeout=15.0)
-        time_limit = float(runner.nodes["sim_world"].params["time_limit"])
+        runner.wait_for_topic("joint_states", count=5, timeout=30.0)
         runner.monitor.reset()
-        driver = runner.nodes["arm_driver"]
         driver_rates = []
         for i in range(args.episodes):
             seed = args.seed + i
@@ -117,17 +130,18 @@ def main(argv=None) -> int:
             reply = episodes.reset(seed)
             if enable is not None:
                 _set_enabled(enable, True)
-            outcome = episodes.wait_for_outcome(reply.episode_index, timeout=time_limit + 30.0)
+            outcome = _wait_for_outcome(runner, episodes, reply.episode_index, timeout=time_limit + 30.0)
             if i == 0:
-                time.sleep(0.5)  # a few frames of the held box
+                runner.spin_for(0.5)  # a few frames of the held box
                 recorder.stop()
-            driver_rates.append(driver.feedback_rate(window=1.0))
+            driver_rates.append(float(runner.diagnostics("arm_driver").get("feedback_rate_hz", 0.0)))
             results.append(outcome)
             print(f"episode {reply.episode_index} seed {seed}: {STATUS_NAMES[outcome.status]} after "
                   f"{outcome.elapsed:.1f} s ({outcome.detail})", flush=True)
         rates = runner.topic_rates()
         not_counted = list(runner.monitor.skipped)
-        snapshot = driver.snapshot()
+        runner.spin_for(1.1)  # one more diagnostics message of the driver, after the last episode
+        snapshot = runner.diagnostics("arm_driver")
     wall = time.monotonic() - started
 
     successes = sum(o.status == EpisodeOutcome.SUCCESS for o in results)
@@ -135,7 +149,7 @@ def main(argv=None) -> int:
     sheet_path, video_path = args.out / "contact_sheet.png", args.out / "episode_0.mp4"
     cv2.imwrite(str(sheet_path), cv2.cvtColor(contact_sheet(recorder.frames), cv2.COLOR_RGB2BGR))
     video_ok = write_video(recorder.frames, video_path, args.record_fps)
-    rejections = {k[len("rejected_"):]: v for k, v in snapshot.items() if k.startswith("rejected_") and v}
+    rejections = {k[len("rejected_"):]: int(v) for k, v in snapshot.items() if k.startswith("rejected_") and int(v)}
     rejected = sum(rejections.values())
 
     print()
@@ -148,10 +162,11 @@ def main(argv=None) -> int:
     print("topic rates (Hz, over the episodes):")
     for topic, rate in rates.items():
         print(f"  {topic:27s} {'n/a (type not installed)' if topic in not_counted else f'{rate:6.1f}'}")
+    baud = graph.node("arm_driver").parameters().get("baud", 115200)
     print(f"arm_driver feedback rate: {np.mean(driver_rates):.1f} Hz (T:1051 lines; line-rate limit "
-          f"{snapshot['line_rate_limit_hz']:.1f} Hz at {driver.get_parameter('baud').value} baud), command latency "
-          f"median {snapshot['command_latency_median_ms']:.2f} ms, rejected commands {rejected}"
-          + (f" {rejections} (last: {snapshot['last_rejection'][:120]})" if rejected else ""))
+          f"{float(snapshot.get('line_rate_limit_hz', 0)):.1f} Hz at {baud} baud), command latency "
+          f"median {float(snapshot.get('command_latency_median_ms', 0)):.2f} ms, rejected commands {rejected}"
+          + (f" {rejections} (last: {snapshot.get('last_rejection', '')[:120]})" if rejected else ""))
     print(f"contact sheet: {sheet_path}" + (f"; video: {video_path}" if video_ok else " (mp4 writer unavailable)"))
     print(f"wall time: {wall:.1f} s")
     summary = {"episodes": len(results), "successes": successes, "success_rate": successes / len(results),
@@ -163,12 +178,16 @@ def main(argv=None) -> int:
     return 0
 
 
-def _wait_for_topic(runner, topic: str, count: int, timeout: float) -> None:
+def _wait_for_outcome(runner, episodes, episode_index: int, timeout: float):
+    """The episode's final outcome; stops early (NodeExited) when a node of the graph died."""
     end = time.monotonic() + timeout
-    while runner.topic_counts().get(topic, 0) < count:
-        if time.monotonic() > end:
-            raise RuntimeError(f"fewer than {count} messages on {topic} within {timeout:.0f} s")
-        runner.spin_for(0.05)
+    while True:
+        runner.check()
+        try:
+            return episodes.wait_for_outcome(episode_index, timeout=min(1.0, max(0.01, end - time.monotonic())))
+        except TimeoutError:
+            if time.monotonic() >= end:
+                raise
 
 
 def _set_enabled(client, value: bool, timeout: float = 5.0) -> None:
