@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-for package_dir in ("src/roarm_description", "src/roarm_common", "src/roarm_driver", "src/roarm_sim", "src/vla_policy_node", "src/roarm_vla_bringup", "training"):
+for package_dir in ("src/roarm_description", "src/roarm_common", "src/roarm_driver", "src/roarm_sim", "src/roarm_recorder", "src/vla_policy_node", "src/roarm_vla_bringup", "training"):
     path = str(ROOT / package_dir)
     if path not in sys.path:
         sys.path.insert(0, path)
