@@ -219,7 +219,11 @@ def build_checkpoint(
     policy.save_pretrained(out_dir)
     preprocessor.save_pretrained(out_dir)
     postprocessor.save_pretrained(out_dir)
-    meta = {"joint_units": joint_units, "fps": float(fps), "camera_key": camera_key, "state_dim": state_dim}
+    from roarm_description.joints import JOINT_NAMES
+
+    # the keys a training run writes (roarm_training.train.DatasetSpec.meta), so the runtime reads one format
+    meta = {"joint_names": list(JOINT_NAMES)[:state_dim], "joint_units": joint_units,
+            "image_key": camera_key, "image_size": list(image_shape[1:]), "fps": float(fps)}
     (out_dir / ROARM_META_FILENAME).write_text(json.dumps(meta, indent=2) + "\n")
     return out_dir
 
