@@ -199,7 +199,9 @@ def _policy_config(options: FitOptions, notes: list[str]):
             cfg = PreTrainedConfig.from_pretrained(options.policy_path)
         except Exception as exc:  # offline hub, missing folder, bad json
             raise TrainSetupError(f"cannot read the policy config of {options.policy_path!r}: {exc}") from exc
-        cfg.pretrained_path = Path(options.policy_path)
+        local = Path(options.policy_path).expanduser()
+        # absolute: LeRobot writes it into the checkpoint (and a LoRA adapter's base_model_name_or_path)
+        cfg.pretrained_path = local.resolve() if local.is_dir() else Path(options.policy_path)
     elif options.policy_type:
         try:
             cfg = PreTrainedConfig.get_choice_class(options.policy_type)()
@@ -532,6 +534,7 @@ def _run_trainer(plan: Plan, argv: list[str]) -> None:
 def _resume(options: FitOptions) -> Path:
     """Continue the run in ``options.output`` from its last checkpoint (LeRobot's resume: weights, optimizer,
     scheduler, RNG, step). ``--steps`` may extend the run; the split and the rest come from the run itself."""
+    import lerobot.policies  # noqa: F401  (registers every policy type's config class)
     from lerobot.configs.train import TrainPipelineConfig
 
     from roarm_training import lerobot_fixes

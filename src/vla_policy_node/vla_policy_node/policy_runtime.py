@@ -1,4 +1,7 @@
-"""Load a LeRobot SmolVLA checkpoint and turn (image, joint state, task) into a chunk of joint positions.
+"""Load a LeRobot policy checkpoint and turn (image, joint state, task) into a chunk of joint positions.
+
+Any LeRobot policy type: the class comes from the checkpoint's config (``type``: smolvla by default, act, ...);
+LoRA checkpoints are merged at load. Precision modes other than fp32 are SmolVLA's.
 
 ROS-free. Loading follows LeRobot's own inference path (``async_inference/policy_server.py``,
 ``lerobot_record``): ``PreTrainedConfig.from_pretrained`` -> ``<policy class>.from_pretrained`` ->
@@ -158,7 +161,7 @@ class PolicyRuntime:
             self._enable_rtc(policy_cfg)
         policy_class = get_policy_class(policy_cfg.type)
         try:
-            self.policy = policy_class.from_pretrained(load_from, config=policy_cfg)
+            self.policy = self._load_policy(policy_class, load_from, policy_cfg)
             self.preprocessor, self.postprocessor = make_pre_post_processors(
                 policy_cfg,
                 pretrained_path=load_from,
@@ -168,12 +171,34 @@ class PolicyRuntime:
         except Exception as exc:
             raise PolicyLoadError(f"cannot load checkpoint {checkpoint!r}: {type(exc).__name__}: {exc}") from exc
         self.policy.eval()
-        self.precision_report: PrecisionReport = apply_load_precision(self.policy, precision, config.device, meta)
+        if policy_cfg.type == "smolvla":
+            self.precision_report: PrecisionReport = apply_load_precision(self.policy, precision, config.device, meta)
+        elif precision in ("fp32", "auto") and not meta.get("precision"):
+            self.precision_report = PrecisionReport(mode="fp32", device=config.device, converted=[], kept_fp32=[])
+        else:  # the precision modes name SmolVLA's submodules (vision encoder, text model, action expert)
+            raise PolicyLoadError(f"precision {config.precision!r} is for SmolVLA checkpoints; this one is a "
+                                  f"{policy_cfg.type!r} policy: use precision fp32")
         self._torch = torch
         LOG.info("loaded %s (%s, state %d, chunk %d, %s, %s)", load_from, policy_cfg.type, self.info.state_dim,
                  self.info.chunk_size, self.info.joint_units, self.precision_report.mode)
 
     # ------------------------------------------------------------------------------------------------ set-up
+    @staticmethod
+    def _load_policy(policy_class, load_from: str, policy_cfg):
+        """The policy class named by the checkpoint's config (any LeRobot type). A LoRA checkpoint (``use_peft``:
+        adapter_config.json + adapter weights, as ``roarm-vla-train fit --lora-rank`` saves it) is loaded on its
+        base policy and merged, so inference runs one plain model."""
+        if not getattr(policy_cfg, "use_peft", False):
+            return policy_class.from_pretrained(load_from, config=policy_cfg)
+        from peft import PeftConfig, PeftModel
+
+        base = PeftConfig.from_pretrained(load_from).base_model_name_or_path
+        if not base:
+            raise PolicyLoadError(f"LoRA checkpoint {load_from} names no base policy in adapter_config.json")
+        policy_cfg.use_peft = False
+        policy = policy_class.from_pretrained(base, config=policy_cfg)
+        return PeftModel.from_pretrained(policy, load_from).merge_and_unload()
+
     def _resolve_vlm(self, policy_cfg, local_path: Path | None) -> str | None:
         """The VLM folder to use instead of the saved vlm_model_name, or None to keep it."""
         if self.config.vlm_path:
@@ -230,6 +255,8 @@ class PolicyRuntime:
         """The flow-matching start noise SmolVLA would sample, from a seeded generator (same on every device)."""
         torch = self._torch
         cfg = self.policy.config
+        if not hasattr(cfg, "max_action_dim"):  # not a flow-matching policy (ACT, ...): no start noise
+            return None
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
         noise = torch.randn((1, cfg.chunk_size, cfg.max_action_dim), generator=generator, dtype=torch.float32)
         return noise.to(self.config.device)
@@ -288,14 +315,14 @@ class PolicyRuntime:
         observation = build_observation(image_rgb, joint_vector(JOINT_NAMES, state, spec), spec)
         if noise is None and noise_seed is not None:
             noise = self.make_noise(noise_seed)
-        kwargs = {}
+        kwargs = {} if noise is None else {"noise": noise}  # only flow-matching policies take noise
         if prev_chunk_left_over is not None:
-            kwargs = {"prev_chunk_left_over": prev_chunk_left_over, "inference_delay": int(inference_delay or 0),
+            kwargs |= {"prev_chunk_left_over": prev_chunk_left_over, "inference_delay": int(inference_delay or 0),
                       "execution_horizon": int(self.config.rtc_execution_horizon)}
         with torch.inference_mode() if not self.config.rtc_enabled else torch.no_grad():
             batch = prepare_observation_for_inference(observation, torch.device(self.config.device), task, "roarm_m3")
             batch = self.preprocessor(batch)
-            model_actions = self.policy.predict_action_chunk(batch, noise=noise, **kwargs)
+            model_actions = self.policy.predict_action_chunk(batch, **kwargs)
             actions = self.postprocessor(model_actions)
         chunk = actions_to_urdf(actions.detach().float().cpu().numpy()[0].astype(float), spec)
         uncommanded = np.isnan(actions_to_urdf(np.zeros((1, spec.state_dim)), spec)[0])
