@@ -1,7 +1,7 @@
-"""Runs the policy in its own thread so that the control loop never waits for the model.
+"""Runs the policy in its own thread so that the node's executor never waits for the model.
 
-ROS-free. The control loop calls :meth:`InferenceWorker.submit` (non-blocking: it only hands over the latest
-observation and wakes the thread) when the scheduler says the queue is running low. The thread runs
+ROS-free. The node calls :meth:`InferenceWorker.submit` (non-blocking: it only hands over the latest observation
+and wakes the thread) when the inference gate says the next chunk is due. The thread runs
 ``predict_fn(observation)``, rejects chunks holding NaN/inf (counted, never handed on) and gives good chunks to
 ``on_chunk``. One inference at a time: ``submit`` while busy returns False and the observation is not queued (the
 next tick will offer a fresher one).
@@ -22,10 +22,11 @@ LOG = logging.getLogger(__name__)
 
 @dataclass
 class Observation:
-    image: np.ndarray  # HxWx3 uint8 RGB
+    image: Any  # HxWx3 uint8 RGB, or an image message that predict_fn converts (off the executor thread)
     state: np.ndarray  # 6 URDF radians, JOINT_NAMES order
-    stamp: float  # seconds: the image's stamp (the chunk's step 0 is meant for this time)
+    stamp: float  # steady seconds: the image's stamp (the chunk's step 0 is meant for this time)
     task: str
+    ros_stamp: float = 0.0  # the image's header stamp in ROS time (what the ActionChunk is stamped with)
 
 
 @dataclass
