@@ -43,7 +43,7 @@ def check_plan(policy: Mapping[str, Any], batch_size: int, steps: int, pretraine
     """Check a SmolVLA training plan: `policy` holds SmolVLAConfig fields (a dict or the dataclass's __dict__)."""
     findings: list[Finding] = []
     if batch_size < MIN_BATCH_SIZE:
-        findings.append(Finding("error", "batch-size",
+        findings.append(Finding("warning", "batch-size",
                                 f"batch_size={batch_size} < {MIN_BATCH_SIZE}: gradient noise collapses SmolVLA to the "
                                 "mean action (seed report, section 11). Use >= 8 (LeRobot's default is 64)."))
     expert_only = bool(policy.get("train_expert_only", True))
