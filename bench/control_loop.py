@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
-"""vla_policy command-stream figures with a real SmolVLA running: period jitter and empty-queue ticks.
+"""The command path measured at the serial line, with a full-size SmolVLA planning in its own process.
 
-The real VlaPolicyNode (lifecycle: configure loads the model, activate starts commanding) runs in this process
-with a rig node that plays camera (640x480 rgb8 at 30 Hz, sensor-data QoS) and arm driver (joint_states at 50 Hz),
-and records every joint_trajectory command the node streams. Default model: the full-size SmolVLA (random
-weights, built offline and cached by bench/policy_latency.py) in the given CPU precision mode.
+Processes, as launch runs them (one per node, each from its console-script module and its bringup YAML):
+  firmware simulator (pty, ``--command-log``: receipt time of every T:102) -> arm_driver (executes the policy's
+  plans at its ``command_rate``) ; sim_world (rendered 640x480 camera at 30 Hz; no episode is started) ;
+  vla_policy (full-size SmolVLA, random weights, built offline and cached in --workdir) ; and this probe, which
+  reads /diagnostics (the driver's ``plan_exhausted_ticks``, the policy's inference latency) and counts plans.
 
-Figures over the measuring window (>= 60 s by default): command period p50/p99 and jitter p99 (|period - 1/rate|)
-as seen by the subscriber, longest gap, commands sent vs expected, empty-queue ticks (the control loop had nothing
-to send because inference was slower than the chunk), inference latency median, stale actions dropped.
+Figures over the window (from the first plan on, --seconds long):
+- serial_jitter_p99_ms: p99 of |period - 1/command_rate| between consecutive T:102 receipts at the simulator
+  while a plan executes (the driver writes nothing while it holds the end of a plan: gaps over HOLD_GAP_S are
+  those holds, counted in serial_hold_gaps and, tick by tick, in starved_ticks);
+- starved_ticks: driver command ticks spent holding the end of the policy's plan (the plan ran out while the
+  policy was enabled): the increase of the driver's ``plan_exhausted_ticks`` over the window;
+- fraction_moving: fraction of the window's T:102 intervals in which some joint's command changed by more than
+  1 mrad (the arm being driven along a plan rather than held);
+- inference_latency_median_s (the policy's own measure), plans published, T:102 written vs expected.
 
-Usage: cd /work/main && source scripts/env.sh && ROS_DOMAIN_ID=12 python bench/control_loop.py
-       [--precision bf16] [--seconds 60] [--tiny]   (--tiny: the tiny test policy, a quick smoke run)
+Usage: cd /work/main && source scripts/env.sh && ROS_DOMAIN_ID=41 python bench/control_loop.py
+       [--image-size 256|512] [--precision bf16] [--seconds 60] [--threads 0] [--camera 640x480]
 Ends with ONE JSON line.
 """
 
@@ -21,149 +28,210 @@ import argparse
 import json
 import os
 import pathlib
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-for package in ("src/vla_policy_node", "src/roarm_driver"):
-    sys.path.insert(0, str(ROOT / package))
+CONFIG = ROOT / "src" / "roarm_vla_bringup" / "config"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image, JointState  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
-from roarm_description.joints import HOME_POSITIONS, JOINT_NAMES  # noqa: E402
-from roarm_training.small_smolvla import build_full_size_checkpoint, build_tiny_checkpoint  # noqa: E402
-from vla_policy_node.vla_policy_node import VlaPolicyNode  # noqa: E402
+from roarm_driver.firmware_sim import read_command_log  # noqa: E402
+
+MOVING_RAD = 1e-3  # a T:102 interval counts as moving when some joint's command changed by more than this
+HOLD_GAP_S = 0.25  # the driver writes nothing while it holds the end of a plan: a longer gap is a hold, not jitter
 
 
-class Rig(Node):
-    """Camera + driver stand-in: publishes images and joint states, records the command stream."""
+class Probe(Node):
+    """Reads diagnostics of the driver and the policy; counts plans on joint_trajectory."""
 
-    def __init__(self, context, width=640, height=480):
-        super().__init__("control_loop_bench_rig", context=context)
-        self.image_pub = self.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
-        self.state_pub = self.create_publisher(JointState, "joint_states", 10)
-        self.command_times: list[float] = []
-        self.create_subscription(JointTrajectory, "joint_trajectory",
-                                 lambda _m: self.command_times.append(time.monotonic()), 10)
-        rng = np.random.default_rng(0)
-        self._frames = [rng.integers(0, 256, height * width * 3, dtype=np.uint8).tobytes() for _ in range(4)]
-        self._size = (height, width)
-        self._count = 0
-        self.create_timer(1.0 / 30.0, self._camera)
-        self.create_timer(1.0 / 50.0, self._state)
+    def __init__(self, context):
+        super().__init__("control_loop_probe", context=context)
+        self.lock = threading.Lock()
+        self.values: dict[str, dict[str, str]] = {}
+        self.plans = 0
+        self.holds = 0
+        self.create_subscription(DiagnosticArray, "diagnostics", self._on_diag, 50)
+        self.create_subscription(JointTrajectory, "joint_trajectory", self._on_command, 10)
 
-    def _camera(self):
-        msg = Image()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.height, msg.width = self._size
-        msg.encoding, msg.step = "rgb8", self._size[1] * 3
-        msg.data = self._frames[self._count % len(self._frames)]
-        self._count += 1
-        self.image_pub.publish(msg)
+    def _on_diag(self, msg):
+        with self.lock:
+            for status in msg.status:
+                entry = self.values.setdefault(status.name.split(":")[0], {})
+                entry.update({kv.key: kv.value for kv in status.values})
 
-    def _state(self):
-        msg = JointState()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.name = list(JOINT_NAMES)
-        msg.position = [float(x) for x in HOME_POSITIONS]
-        self.state_pub.publish(msg)
+    def _on_command(self, msg):
+        with self.lock:
+            if len(msg.points) >= 2:
+                self.plans += 1
+            else:
+                self.holds += 1
+
+    def value(self, key: str, default=None):
+        """The latest value of a diagnostics key, whichever node published it."""
+        with self.lock:
+            for entry in self.values.values():
+                if key in entry:
+                    return entry[key]
+        return default
+
+
+def start(name: str, argv: list[str], logs: pathlib.Path) -> subprocess.Popen:
+    out = open(logs / f"{name}.log", "w")
+    return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ),
+                            start_new_session=True)
+
+
+def stop(procs: list[tuple[str, subprocess.Popen]]) -> None:
+    """Policy first, the simulator last (as the runner stops a graph): SIGINT, then SIGTERM, then SIGKILL."""
+    for _name, proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def wait_until(predicate, timeout: float, procs) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        dead = [(n, p.returncode) for n, p in procs if p.poll() is not None]
+        if dead:
+            raise SystemExit(f"process(es) exited early: {dead} (logs in the workdir)")
+        time.sleep(0.2)
+    return predicate()
+
+
+def checkpoint_for(workdir: pathlib.Path, image_size: int) -> pathlib.Path:
+    checkpoint = workdir / f"smolvla_full_{image_size}px_chunk50"
+    if not (checkpoint / "model.safetensors").is_file():
+        from roarm_training.small_smolvla import build_full_size_checkpoint
+
+        print(f"building the full-size checkpoint ({image_size} px) in {checkpoint} ...", flush=True)
+        build_full_size_checkpoint(checkpoint, vlm_folder=workdir / "vlm_full", image_size=image_size)
+    return checkpoint
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--precision", default="bf16", help="the best CPU mode from bench/policy_latency.py")
-    parser.add_argument("--seconds", type=float, default=60.0, help="measuring window (after the first command)")
-    parser.add_argument("--control-rate", type=float, default=30.0)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    parser.add_argument("--precision", default="bf16", help="policy precision mode (bench/policy_latency.py)")
+    parser.add_argument("--image-size", type=int, default=256, choices=(256, 512),
+                        help="the policy's internal image size (resize_imgs_with_padding)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measuring window, from the first plan on")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of the policy (0 = torch default)")
+    parser.add_argument("--camera", default="640x480",
+                        help="sim_world's rendered image WxH (rendering costs CPU the policy shares on 2 cores)")
     parser.add_argument("--checkpoint", default="", help="default: the cached full-size checkpoint")
     parser.add_argument("--workdir", default="/tmp/roarm_vla_bench")
-    parser.add_argument("--tiny", action="store_true", help="tiny test policy instead of the full-size one")
     args = parser.parse_args()
     workdir = pathlib.Path(args.workdir)
-    if args.checkpoint:
-        checkpoint = pathlib.Path(args.checkpoint)
-    elif args.tiny:
-        checkpoint = build_tiny_checkpoint(pathlib.Path(tempfile.mkdtemp()) / "tiny")
-    else:
-        checkpoint = workdir / "smolvla_full_512px_chunk50"
-        if not (checkpoint / "model.safetensors").is_file():
-            build_full_size_checkpoint(checkpoint, vlm_folder=workdir / "vlm_full")
+    workdir.mkdir(parents=True, exist_ok=True)
+    width, height = (int(v) for v in args.camera.lower().split("x"))
+    checkpoint = pathlib.Path(args.checkpoint) if args.checkpoint else checkpoint_for(workdir, args.image_size)
+    logs = pathlib.Path(tempfile.mkdtemp(prefix="control_loop_", dir=workdir))
+    command_log, port_file = logs / "t102.log", logs / "port"
+    driver_yaml = CONFIG / "arm_driver.yaml"
+    import yaml
 
+    command_rate = float(yaml.safe_load(driver_yaml.read_text())["arm_driver"]["ros__parameters"]["command_rate"])
+    py = sys.executable
+    procs: list[tuple[str, subprocess.Popen]] = []
     context = rclpy.Context()
     rclpy.init(context=context)
+    probe = Probe(context)
     executor = SingleThreadedExecutor(context=context)
-    node = VlaPolicyNode(context=context, parameter_overrides=[
-        Parameter("checkpoint", value=str(checkpoint)), Parameter("precision", value=args.precision),
-        Parameter("control_rate", value=args.control_rate), Parameter("num_threads", value=args.threads),
-    ])
-    rig = Rig(context)
-    executor.add_node(node)
-    executor.add_node(rig)
+    executor.add_node(probe)
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
     try:
-        start = time.perf_counter()
-        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-            raise SystemExit(f"configure failed: {node.diagnostics_values().get('config_error')}")
-        load_s = time.perf_counter() - start
-        print(f"configured in {load_s:.1f} s ({args.precision}); activating", flush=True)
-        activated = time.monotonic()
-        node.trigger_activate()
-        while not rig.command_times and time.monotonic() - activated < 120:
-            time.sleep(0.05)
-        if not rig.command_times:
-            raise SystemExit(f"no command within 120 s: {node.diagnostics_values()}")
-        first_command_s = rig.command_times[0] - activated
-        before = node.diagnostics_values()
-        window_start, first_index = time.monotonic(), len(rig.command_times)
+        sim = start("firmware_sim", [py, "-m", "roarm_driver.firmware_sim", "--port-file", str(port_file),
+                                     "--command-log", str(command_log)], logs)
+        procs.insert(0, ("firmware_sim", sim))
+        wait_until(port_file.exists, 30, procs)
+        port = port_file.read_text().strip()
+        procs.insert(0, ("arm_driver", start("arm_driver", [
+            py, "-m", "roarm_driver.arm_driver_node", "--ros-args", "--params-file", str(driver_yaml),
+            "-p", f"port:={port}"], logs)))
+        procs.insert(0, ("sim_world", start("sim_world", [
+            py, "-m", "roarm_sim.sim_world_node", "--ros-args", "--params-file", str(CONFIG / "sim_world.yaml"),
+            "-p", "auto_start:=false", "-p", f"image_width:={width}", "-p", f"image_height:={height}"], logs)))
+        load_start = time.monotonic()
+        procs.insert(0, ("vla_policy", start("vla_policy", [
+            py, "-m", "vla_policy_node.vla_policy_node", "--ros-args", "--params-file",
+            str(CONFIG / "vla_policy.yaml"), "-p", f"checkpoint:={checkpoint}", "-p", f"precision:={args.precision}",
+            "-p", f"num_threads:={args.threads}"], logs)))
+        print(f"processes started (logs in {logs}); waiting for the policy's first plan ...", flush=True)
+        if not wait_until(lambda: probe.plans > 0, 600, procs):
+            raise SystemExit(f"no plan within 600 s; policy log: {logs / 'vla_policy.log'}")
+        first_plan_s = time.monotonic() - load_start
+        wait_until(lambda: probe.value("plan_exhausted_ticks") is not None, 10, procs)
+        exhausted_before = int(probe.value("plan_exhausted_ticks", 0))
+        window_start = time.monotonic()
+        plans_before = probe.plans
         while time.monotonic() - window_start < args.seconds:
             time.sleep(1.0)
-            print(f"  {time.monotonic() - window_start:5.0f} s  commands {len(rig.command_times) - first_index}"
-                  f"  queue {node.diagnostics_values().get('queue_depth')}", end="\r", flush=True)
-        window = time.monotonic() - window_start
-        after = node.diagnostics_values()
-        times = np.array(rig.command_times[first_index:])
+            wait_until(lambda: True, 0, procs)  # fail fast when a process died
+            print(f"  {time.monotonic() - window_start:5.0f} s  plans {probe.plans - plans_before}"
+                  f"  starved ticks {int(probe.value('plan_exhausted_ticks', 0)) - exhausted_before}"
+                  f"  inference {probe.value('inference_latency_median_s')} s", end="\r", flush=True)
+        window_end = time.monotonic()
+        time.sleep(1.5)  # the next diagnostics message covers the window's end
+        starved = int(probe.value("plan_exhausted_ticks", 0)) - exhausted_before
+        plans = probe.plans - plans_before
+        inference_median = float(probe.value("inference_latency_median_s", "nan"))
+        gate_mode = probe.value("gate_mode", "?")
+        line_clamps = probe.value("line_clamps", probe.value("clamped_writes", "n/a"))
     finally:
+        stop(procs)
         executor.shutdown(timeout_sec=5.0)
         spin.join(10.0)
-        node.destroy_node()
-        rig.destroy_node()
+        probe.destroy_node()
         rclpy.shutdown(context=context)
     print()
+    receipt, _wall, positions = read_command_log(str(command_log))
+    inside = (receipt >= window_start) & (receipt <= window_end)
+    times, q = receipt[inside], positions[inside]
+    if times.size < 3:
+        raise SystemExit(f"only {times.size} T:102 in the window: see {logs}")
     periods = np.diff(times)
-    nominal = 1.0 / args.control_rate
-
-    def delta(key):
-        return int(after[key]) - int(before[key])
-
+    nominal = 1.0 / command_rate
+    executing = periods < HOLD_GAP_S
+    moved = np.abs(np.diff(q, axis=0)).max(axis=1) > MOVING_RAD
+    window = window_end - window_start
     summary = {
-        "bench": "control_loop", "model": "tiny" if args.tiny else "full-size SmolVLA (random weights)",
-        "precision": args.precision, "control_rate_hz": args.control_rate, "window_s": round(window, 1),
-        "load_s": round(load_s, 1), "first_command_after_activate_s": round(first_command_s, 2),
-        "commands": int(times.size), "commands_expected": int(round(window * args.control_rate)),
-        "period_p50_ms": round(float(np.percentile(periods, 50)) * 1e3, 2),
-        "period_p99_ms": round(float(np.percentile(periods, 99)) * 1e3, 2),
-        "jitter_p99_ms": round(float(np.percentile(np.abs(periods - nominal), 99)) * 1e3, 2),
-        "longest_gap_ms": round(float(periods.max()) * 1e3, 1),
-        "node_tick_period_p99_ms": float(after.get("control_period_p99_ms", "nan")),
-        "empty_queue_ticks": delta("empty_queue_ticks"), "hold_ticks": delta("hold_ticks"),
-        "inferences": delta("inferences"), "inference_latency_median_s": float(after["inference_latency_median_s"]),
-        "dropped_stale_actions": delta("dropped_stale_actions"),
-        "loadavg_1min": round(os.getloadavg()[0], 2),
+        "bench": "control_loop", "model": "full-size SmolVLA (random weights)", "precision": args.precision,
+        "image_px": args.image_size, "camera": args.camera, "torch_threads": args.threads,
+        "command_rate_hz": command_rate, "window_s": round(window, 1),
+        "first_plan_after_start_s": round(first_plan_s, 1),
+        "t102_written": int(times.size), "t102_expected": int(round(window * command_rate)),
+        "serial_period_p50_ms": round(float(np.percentile(periods[executing], 50)) * 1e3, 2),
+        "serial_period_p99_ms": round(float(np.percentile(periods[executing], 99)) * 1e3, 2),
+        "serial_jitter_p99_ms": round(float(np.percentile(np.abs(periods[executing] - nominal), 99)) * 1e3, 2),
+        "serial_longest_period_in_plan_ms": round(float(periods[executing].max()) * 1e3, 1),
+        "serial_hold_gaps": int(np.sum(~executing)), "serial_longest_gap_ms": round(float(periods.max()) * 1e3, 1),
+        "starved_ticks": starved, "fraction_moving": round(float(np.sum(periods[moved & executing]) / window), 3),
+        "plans": plans, "policy_mode": gate_mode, "inference_latency_median_s": inference_median,
+        "driver_line_clamps": line_clamps, "loadavg_1min": round(os.getloadavg()[0], 2), "logs": str(logs),
     }
     for key, value in summary.items():
-        print(f"{key:32} {value}")
+        print(f"{key:28} {value}")
     print(json.dumps(summary))
 
 
