@@ -131,7 +131,10 @@ def build_observation(image_rgb: np.ndarray, state: np.ndarray, spec: Observatio
     state = np.asarray(state, dtype=np.float32)
     if state.shape != (spec.state_dim,):
         raise ValueError(f"state must hold {spec.state_dim} values, got shape {state.shape}")
-    return {spec.image_key: np.ascontiguousarray(resize_image(image, spec.image_size)), STATE_KEY: state}
+    image = np.ascontiguousarray(resize_image(image, spec.image_size))
+    if not image.flags.writeable:  # a view of a message's buffer: torch.from_numpy wants a writable array
+        image = image.copy()
+    return {spec.image_key: image, STATE_KEY: state}
 
 
 def observation_from_messages(image_msg: Any, joint_state_msg: Any, spec: ObservationSpec) -> dict[str, np.ndarray]:
