@@ -145,6 +145,8 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     width, height = (int(v) for v in args.camera.lower().split("x"))
     checkpoint = pathlib.Path(args.checkpoint) if args.checkpoint else checkpoint_for(workdir, args.image_size)
+    config = json.loads((checkpoint / "config.json").read_text())
+    image_px = int((config.get("resize_imgs_with_padding") or [args.image_size])[0])  # what the policy sees
     logs = pathlib.Path(tempfile.mkdtemp(prefix="control_loop_", dir=workdir))
     command_log, port_file = logs / "t102.log", logs / "port"
     driver_yaml = CONFIG / "arm_driver.yaml"
@@ -216,8 +218,8 @@ def main() -> None:
     moved = np.abs(np.diff(q, axis=0)).max(axis=1) > MOVING_RAD
     window = window_end - window_start
     summary = {
-        "bench": "control_loop", "model": "full-size SmolVLA (random weights)", "precision": args.precision,
-        "image_px": args.image_size, "camera": args.camera, "torch_threads": args.threads,
+        "bench": "control_loop", "model": str(checkpoint.name), "precision": args.precision,
+        "image_px": image_px, "camera": args.camera, "torch_threads": args.threads,
         "command_rate_hz": command_rate, "window_s": round(window, 1),
         "first_plan_after_start_s": round(first_plan_s, 1),
         "t102_written": int(times.size), "t102_expected": int(round(window * command_rate)),
