@@ -622,7 +622,9 @@ def _make_plots(report, config, predictor, view, split, mean_action, horizon, ou
 # ================================================================================================ loss curve
 _LEROBOT_LINE = re.compile(r"step:(?P<step>[0-9.]+)(?P<suffix>[KMBTQ]?)\s.*?\bloss:(?P<loss>[-+0-9.eE]+)")
 _SUFFIX = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12, "Q": 1e15}
-LOSS_LOG_NAMES = ("metrics.jsonl", "train_metrics.jsonl", "loss.jsonl", "train.log", "training.log", "fit.log")
+# train_log.jsonl: what `roarm-vla-train fit` writes; the others: LeRobot console logs and older runs
+LOSS_LOG_NAMES = ("train_log.jsonl", "metrics.jsonl", "train_metrics.jsonl", "loss.jsonl", "train.log", "training.log",
+                  "fit.log")
 
 
 def parse_loss_log(path: Path) -> tuple[list[float], list[float]]:
