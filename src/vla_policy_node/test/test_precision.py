@@ -40,5 +40,7 @@ def test_mode_validation():
     with pytest.raises(ValueError, match="CUDA"):
         check_mode("fp16", "cpu")
     assert check_mode("fp16", "cuda") == "fp16"
-    assert modes_for_device("cpu") == ["fp32", "bf16", "int8"]
+    from vla_policy_node.openvino_export import openvino_available
+
+    assert modes_for_device("cpu") == ["fp32", "bf16", "int8"] + (["openvino"] if openvino_available() else [])
     assert modes_for_device("cuda:0") == ["fp32", "bf16", "fp16", "int8", "int4"]

@@ -19,6 +19,9 @@ Modes:
   fly) on the selected Linear layers; GPU -> weight-only int8 (per output channel) with compute in bf16.
 - ``int4``: weight-only int4 (groups of 64 along the input, per-group scale), GPU (dequantized per call in
   bf16); on CPU it runs but is slow (it saves memory, not time).
+- ``openvino``: CPU only, optional package: the vision encoder + connector (the slowest stage) run as an
+  OpenVINO float32 graph (``openvino_vision``), the rest of the policy stays float32 torch. Refused with the
+  install command when OpenVINO is missing.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PRECISION_MODES = ("fp32", "bf16", "fp16", "int8", "int4")
+PRECISION_MODES = ("fp32", "bf16", "fp16", "int8", "int4", "openvino")
+# Modes that need an optional package (checked by check_mode, so start-up fails with a clear message).
+OPTIONAL_RUNTIME_MODES = ("openvino",)
 # Submodules of SmolVLA's VLAFlowMatching (policy.model) that must stay float32.
 FP32_PROJECTIONS = ("state_proj", "action_in_proj", "action_out_proj", "action_time_mlp_in", "action_time_mlp_out")
 
@@ -138,6 +143,15 @@ def check_mode(mode: str, device: str) -> str:
     if mode == "fp16" and not on_gpu:
         raise ValueError("precision fp16 needs a CUDA device (CPU float16 matmuls are slow or unsupported); "
                          "use bf16 or int8 on the CPU")
+    if mode == "openvino":
+        if on_gpu:
+            raise ValueError("precision openvino runs the vision encoder on the CPU; on a GPU use bf16 or fp16")
+        from .openvino_export import MissingRuntimeError, require_openvino
+
+        try:
+            require_openvino()
+        except MissingRuntimeError as exc:
+            raise ValueError(str(exc)) from exc
     return mode
 
 
@@ -162,6 +176,11 @@ def apply_precision(policy: nn.Module, mode: str, device: str = "cpu") -> Precis
             for name, module in quantizable_modules(policy):
                 quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=True)
                 converted.append(name)
+    elif mode == "openvino":
+        from .openvino_export import install_openvino
+
+        install_openvino(policy)
+        converted.append("vision_model+connector (OpenVINO f32)")
     elif mode in ("int8", "int4"):
         bits = 8 if mode == "int8" else 4
         compute = torch.bfloat16 if on_gpu else None
@@ -190,6 +209,13 @@ def parameter_bytes(module: nn.Module) -> int:
 
 
 def modes_for_device(device: str, modes: Iterable[str] = PRECISION_MODES) -> list[str]:
-    """The modes that make sense on ``device`` (fp16 needs a GPU; int4 weight-only is meant for a GPU)."""
+    """The modes that make sense on ``device`` (fp16 needs a GPU; int4 weight-only is meant for a GPU; openvino
+    is a CPU mode, listed when the package is installed)."""
     on_gpu = str(device).startswith("cuda")
-    return [m for m in modes if on_gpu or m not in ("fp16", "int4")]
+    out = [m for m in modes if (on_gpu or m not in ("fp16", "int4")) and not (on_gpu and m == "openvino")]
+    if "openvino" in out:
+        from .openvino_export import openvino_available
+
+        if not openvino_available():
+            out.remove("openvino")
+    return out
