@@ -410,8 +410,8 @@ class EpisodeRecorderNode(LifecycleNode):
             self._episode = None
             episode.done.set()
         self._set_torque(True)
-        log = self.get_logger().error if episode.error else self.get_logger().info
-        log(result.message)
+        if not episode.error:  # an error was logged by _set_error (rclpy refuses two severities at one call site)
+            self.get_logger().info(result.message)
         return result
 
     def _command_name(self) -> str:

@@ -205,6 +205,7 @@ def test_disk_full_is_a_clear_error_and_leaves_the_episode_marked(tmp_path):
                 bag.write("/joint_states", i, payload)
             bag.close(metadata())
         assert (bag.path / MARKER).exists() and not is_complete(bag.path)
+        bag.discard()  # closes the storage file (a file left open keeps the tmpfs busy)
     finally:
         subprocess.run(["umount", str(folder)], check=False)
 
