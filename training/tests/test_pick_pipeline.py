@@ -1,0 +1,139 @@
+"""The learned-pick pipeline (issue 12): stamp logic with hand-worked inputs, the stage graph's digests, the eval
+gate, the mean-action baseline checkpoint through the policy node's runtime, and a tiny end-to-end run (slow)
+through the real nodes: record -> convert -> fit -> eval -> trials -> report, then a second run that goes straight
+to the trials."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from roarm_training import pick_stamps
+from roarm_training.pick_pipeline import (STAGES, PipelineConfig, PipelineError, PolicyCollapsed, check_config,
+                                          digests, eval_gate, stage_inputs)
+
+
+# ================================================================================================ stamps
+def test_canonical_json_sorts_keys_and_drops_whitespace():
+    assert pick_stamps.canonical_json({"b": [2, 3], "a": 1}) == '{"a":1,"b":[2,3]}'
+    assert pick_stamps.canonical_json({"p": Path("/x/y"), "t": (1, 2)}) == '{"p":"/x/y","t":[1,2]}'
+
+
+def test_stage_digest_is_the_sha256_of_the_hand_written_canonical_text():
+    text = '{"inputs":{"image_px":96},"stage":"convert","upstream":{"record":"abc"}}'
+    assert pick_stamps.stage_digest("convert", {"image_px": 96}, {"record": "abc"}) == \
+        hashlib.sha256(text.encode()).hexdigest()
+    # another upstream digest or input value gives another digest; key order does not matter
+    assert pick_stamps.stage_digest("convert", {"image_px": 96}, {"record": "abd"}) != \
+        hashlib.sha256(text.encode()).hexdigest()
+    assert pick_stamps.stage_digest("fit", {"a": 1, "b": 2}) == pick_stamps.stage_digest("fit", {"b": 2, "a": 1})
+    assert pick_stamps.stage_digest("fit", {"steps": 2000}) != pick_stamps.stage_digest("fit", {"steps": 2001})
+
+
+def test_up_to_date_needs_the_same_digest_and_every_output(tmp_path):
+    stamp, output = tmp_path / "stamps" / "fit.json", tmp_path / "model.bin"
+    output.write_bytes(b"w")
+    assert not pick_stamps.is_up_to_date(stamp, "d1", [output])
+    assert pick_stamps.stale_reason(stamp, "d1", [output]) == "not built yet"
+    written = pick_stamps.write_stamp(stamp, "fit", "d1", {"steps": 2000, "lr": 0.0003}, [output], wall_s=12.345)
+    assert written["wall_s"] == 12.35 and json.loads(stamp.read_text())["digest"] == "d1"
+    assert pick_stamps.is_up_to_date(stamp, "d1", [output])
+    assert pick_stamps.stale_reason(stamp, "d1", [output]) is None
+    assert not pick_stamps.is_up_to_date(stamp, "d2", [output])
+    assert pick_stamps.stale_reason(stamp, "d2", [output], {"steps": 3000, "lr": 0.0003}) == \
+        "inputs changed (steps)"
+    assert pick_stamps.stale_reason(stamp, "d2", [output], {"steps": 2000, "lr": 0.0003}) == \
+        "inputs changed (upstream stage rebuilt)"
+    output.unlink()
+    assert not pick_stamps.is_up_to_date(stamp, "d1", [output])
+    assert pick_stamps.stale_reason(stamp, "d1", [output]).startswith("output missing")
+
+
+def test_a_torn_stamp_counts_as_not_built(tmp_path):
+    stamp = tmp_path / "record.json"
+    stamp.write_text('{"digest": "d1", "inp')  # killed while writing (write_stamp renames, but a disk may lie)
+    assert pick_stamps.read_stamp(stamp) is None
+    assert not pick_stamps.is_up_to_date(stamp, "d1")
+
+
+def test_file_digest_follows_content_not_date(tmp_path):
+    path = tmp_path / "sim_world.yaml"
+    path.write_text("a: 1\n")
+    first = pick_stamps.file_digest(path)
+    assert first == hashlib.sha256(b"a: 1\n").hexdigest()
+    os.utime(path, (1, 1))
+    assert pick_stamps.file_digest(path) == first
+    path.write_text("a: 2\n")
+    assert pick_stamps.file_digest(path) != first
+
+
+# ================================================================================================ stage graph
+def test_changing_a_stage_input_rebuilds_it_and_everything_downstream_only(tmp_path):
+    base = digests(PipelineConfig(out=tmp_path))
+    more_steps = digests(PipelineConfig(out=tmp_path, steps=3000))
+    assert [s for s in STAGES if base[s] != more_steps[s]] == ["fit", "eval", "trials", "report"]
+    more_trials = digests(PipelineConfig(out=tmp_path, trials=30))
+    assert [s for s in STAGES if base[s] != more_trials[s]] == ["trials", "report"]
+    bigger_images = digests(PipelineConfig(out=tmp_path, image_px=128))
+    assert [s for s in STAGES if base[s] != bigger_images[s]] == ["convert", "fit", "eval", "trials", "report"]
+    # options that do not change what a stage produces are not inputs
+    assert digests(PipelineConfig(out=tmp_path, threads=1, verbose=True, allow_collapse=True)) == base
+
+
+def test_seeds_training_and_trials_are_disjoint_or_refused(tmp_path):
+    cfg = PipelineConfig(out=tmp_path, episodes=4, seed=0, trials=3, baseline_trials=2, expert_trials=1,
+                         eval_seed=100)
+    assert cfg.train_seeds == [0, 1, 2, 3] and cfg.eval_seeds == [100, 101, 102]
+    assert stage_inputs(cfg, "record")["seeds"] == [0, 1, 2, 3]
+    check_config(cfg)
+    with pytest.raises(PipelineError, match="trial seeds 3..3 were used for training"):
+        check_config(PipelineConfig(out=tmp_path, episodes=4, seed=0, trials=2, eval_seed=3))
+    with pytest.raises(PipelineError, match="--episodes must be >= 2"):
+        check_config(PipelineConfig(out=tmp_path, episodes=1))
+
+
+# ================================================================================================ eval gate
+def _eval_report(collapse, reliance, min_ratio=0.05):
+    return {"collapse": {"verdict": collapse, "min_ratio": min_ratio, "threshold": 0.3, "ratio": [min_ratio, 0.9]},
+            "image_reliance": {"verdict": reliance, "reliance": 0.01, "threshold": 0.2}}
+
+
+def test_eval_gate_stops_on_a_collapsed_policy_with_the_figures():
+    with pytest.raises(PolicyCollapsed, match=r"COLLAPSED.*0\.050 < threshold 0\.3.*--allow-collapse"):
+        eval_gate(_eval_report("FAIL", "FAIL"))
+    warnings = eval_gate(_eval_report("FAIL", "FAIL"), allow_collapse=True)
+    assert len(warnings) == 1 and warnings[0].startswith("WARNING (--allow-collapse)")
+    assert eval_gate(_eval_report("PASS", "FAIL")) == [
+        "WARNING: image reliance FAIL (reliance 0.010 < 0.2): the policy hardly looks at the camera"]
+    assert eval_gate(_eval_report("PASS", "PASS")) == []
+
+
+# ================================================================================================ baseline
+def test_mean_action_checkpoint_answers_the_mean_action_for_every_input(tmp_path):
+    pytest.importorskip("lerobot")
+    from roarm_training.pick_trials import mean_action_checkpoint
+    from roarm_training.small_smolvla import build_tiny_checkpoint
+    from vla_policy_node.policy_runtime import PolicyRuntime, RuntimeConfig
+
+    mean = np.array([0.1, -0.2, 1.3, 0.4, -0.5, 0.6], dtype=np.float32)
+    one = {"mean": mean, "std": np.full(6, 0.4, np.float32), "min": mean - 1, "max": mean + 1}
+    trained = build_tiny_checkpoint(tmp_path / "policy", stats={"observation.state": dict(one), "action": dict(one)},
+                                    chunk_size=5)
+    baseline = mean_action_checkpoint(trained, tmp_path / "baseline")
+    assert (baseline / "model.safetensors").is_symlink()  # the same weights
+    task = "Pick up the white box"
+    policy = PolicyRuntime(RuntimeConfig(checkpoint=str(trained)))
+    constant = PolicyRuntime(RuntimeConfig(checkpoint=str(baseline)))
+    inputs = [(np.full((64, 64, 3), 30, np.uint8), np.zeros(6)), (np.full((64, 64, 3), 220, np.uint8),
+                                                                   np.full(6, 0.7))]
+    chunks = [constant.predict_chunk(image, state, task, noise_seed=k) for k, (image, state) in enumerate(inputs)]
+    for chunk in chunks:
+        assert chunk.shape == (5, 6)
+        np.testing.assert_allclose(chunk, np.tile(mean, (5, 1)), atol=1e-6)
+    # the original still answers something else (the random policy's spread around the mean)
+    assert not np.allclose(policy.predict_chunk(*inputs[0], task, noise_seed=0), np.tile(mean, (5, 1)), atol=1e-3)
