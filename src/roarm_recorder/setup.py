@@ -22,6 +22,8 @@ setup(
             "teleop_relay = roarm_recorder.teleop_relay_node:main",
             "roarm-vla-record = roarm_recorder.record_client:main",
             "roarm-sim-leader = roarm_recorder.sim_leader:main",
+            "sim_leader = roarm_recorder.sim_leader:main",
+            "roarm-vla-record-expert = roarm_recorder.expert_demos:main",
         ],
     },
 )

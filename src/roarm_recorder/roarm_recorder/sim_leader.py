@@ -7,6 +7,10 @@ servos pull it back to their goal, as on the real arm). The driver reports the m
 
     roarm-sim-leader --link /tmp/roarm_leader --motion wave     # prints the port, runs until SIGINT/SIGTERM
 
+In a graph (record, sim, controller leader) the same thing runs as the node ``sim_leader`` (:class:`SimLeaderNode`,
+console script ``sim_leader``): parameters ``link``, ``motion``, ``period``, ``rate`` from teleop_relay.yaml; graph.py
+hands its ``link`` to the leader driver's ``port``. The node publishes nothing: the leader's arm_driver does.
+
 Motions: ``wave`` (every arm joint swings around the start pose, the gripper opens and closes; period ``--period``
 s) and ``still`` (the leader rests at the start pose: move it with your own commands).
 """
@@ -73,7 +77,67 @@ class ScriptedLeader:
             self._thread.join(timeout=2.0)
 
 
+def _node_parameters():
+    from roarm_common.parameters import Param
+
+    return (
+        Param("link", "/tmp/roarm_vla_sim_leader", "stable symlink to the simulated leader's pty (graph.py gives "
+              "the same path to leader_arm_driver.port)"),
+        Param("motion", "wave", "scripted hand motion: wave (every joint swings) or still", choices=MOTIONS),
+        Param("period", 6.0, "s per wave cycle", range=(0.5, 600.0)),
+        Param("rate", 50.0, "Hz at which the scripted hand moves the leader", range=(1.0, 500.0)),
+    )
+
+
+def _node_class():
+    from rclpy.node import Node
+
+    from roarm_common.parameters import declare_parameters
+
+    class SimLeaderNode(Node):
+        """The simulated leader as a graph node: the firmware simulator and its scripted hand live as long as it."""
+
+        PARAMETERS = _node_parameters()
+
+        def __init__(self, node_name: str = "sim_leader", **kwargs):
+            from roarm_driver.firmware_sim import FirmwareSimulator
+
+            super().__init__(node_name, **kwargs)
+            p = declare_parameters(self, self.PARAMETERS)
+            self.sim = FirmwareSimulator(link_path=str(p["link"]))
+            port = self.sim.start()
+            self.leader = ScriptedLeader(self.sim, str(p["motion"]), float(p["period"]), float(p["rate"])).start()
+            self.get_logger().info(f"simulated leader arm on {port} ({p['motion']}); its driver opens this port")
+
+        def destroy_node(self):
+            self.leader.stop()
+            self.sim.stop()
+            return super().destroy_node()
+
+    return SimLeaderNode
+
+
+def __getattr__(name: str):
+    # rclpy is imported only when the node is asked for: roarm-sim-leader and the tests' FirmwareSimulator use
+    # this module without ROS.
+    if name == "SimLeaderNode":
+        cls = _node_class()
+        globals()["SimLeaderNode"] = cls
+        return cls
+    raise AttributeError(name)
+
+
+def node_main(args: list[str] | None = None) -> int:
+    from roarm_common.node_main import run_node
+
+    return run_node(__getattr__("SimLeaderNode"), args)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    if "--ros-args" in (sys.argv[1:] if argv is None else argv):
+        return node_main(argv)  # started as a graph node (the runner's `python -c ... main()`, launch)
     from roarm_driver.firmware_sim import FirmwareSimulator
 
     parser = argparse.ArgumentParser(description="Simulated leader arm: firmware simulator + scripted hand motion.")

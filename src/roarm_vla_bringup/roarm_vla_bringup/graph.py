@@ -1,4 +1,8 @@
-"""roarm-vla's node graph as data: ONE table read by pick.launch.py and by the plain-Python runner.
+"""roarm-vla's node graphs as data: ONE table read by pick.launch.py, record.launch.py and the plain-Python runner.
+
+Graphs: ``pick`` (a controller picks the box: the policy, or the scripted expert in sim) and ``record``
+(demonstrations to rosbag2: episode_recorder plus who drives the arm: ``expert`` (sim), ``leader`` (teleop_relay,
+a leader arm's driver and, in sim, a simulated leader), ``hand`` (hand-guiding, no controller) or ``policy``).
 
 ROS-free (no rclpy, no launch). Both entry points ask `load_graph()` which nodes to start, which parameter YAML
 files each one reads (in order, later files win), which launch-argument values override which node parameters,
@@ -22,12 +26,19 @@ import yaml
 
 from roarm_vla_bringup.paths import share_path  # noqa: F401 (re-exported for the launch files)
 
-GRAPH_NAMES = ("pick",)
+GRAPH_NAMES = ("pick", "record")
 
 # Parameters that receive the firmware simulator's port at run time (sim): the runner's pty link, or the link
 # pick.launch.py tells the simulator process to create.
 SIM_PORT_TARGETS: tuple[tuple[str, str], ...] = (("arm_driver", "port"),)
 CONTROLLERS = ("policy", "expert")
+# record: who drives the arm while episodes are recorded, and the teleop mode the recorder stores for it.
+RECORD_CONTROLLERS = ("policy", "expert", "leader", "hand")
+TELEOP_MODE_OF_CONTROLLER = {"policy": "policy", "expert": "scripted_expert", "leader": "leader_follower",
+                             "hand": "hand_guiding"}
+# (source node, param) -> (target node, param), sim only: the simulated leader's pty link is the leader driver's port.
+SIM_LINKS: tuple[tuple[tuple[str, str], tuple[str, str]], ...] = ((("sim_leader", "link"),
+                                                                   ("leader_arm_driver", "port")),)
 
 
 @dataclass(frozen=True)
@@ -49,12 +60,17 @@ class NodeSpec:
     launch_params: tuple[tuple[str, Any], ...] = ()
     respawn: bool = False  # start the process again when it exits (launch_ros Node respawn=); else the graph stops
     respawn_delay: float = 2.0  # s before a respawn (launch_ros respawn_delay=)
+    graphs: tuple[str, ...] = ("pick",)  # the graphs this node belongs to
+    # Parameters that follow from the graph's options (e.g. the recorder's teleop_mode from the controller),
+    # layered after the YAML files and before launch-argument overrides.
+    option_params: Callable[["GraphOptions"], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
 class GraphOptions:
     sim: bool = False
-    controller: str = "policy"  # who streams joint_trajectory: "policy" (vla_policy) or "expert" (scripted_expert)
+    controller: str = "policy"  # who streams joint_trajectory: "policy" (vla_policy) or "expert" (scripted_expert);
+    # record also "leader" (teleop_relay) or "hand" (nobody: hand-guiding)
 
 
 @dataclass(frozen=True)
@@ -74,6 +90,7 @@ class TopicSpec:
     type: str  # "pkg/msg/Type"
     sensor_qos: bool = False  # images: sensor-data QoS (best effort)
     when: Callable[[GraphOptions], bool] = lambda options: True
+    graphs: tuple[str, ...] = ("pick", "record")
 
 
 # Lifecycle nodes' console scripts configure + activate themselves unless told not to; under launch the launch
@@ -99,23 +116,46 @@ def _expert(o: GraphOptions) -> bool:
     return o.controller == "expert"
 
 
+def _leader(o: GraphOptions) -> bool:
+    return o.controller == "leader"
+
+
+def _sim_leader(o: GraphOptions) -> bool:
+    return o.sim and o.controller == "leader"
+
+
+def _recorder_options(o: GraphOptions) -> dict[str, Any]:
+    """The recorder stores who drove the arm; in sim the world's outcome labels (and ends) each episode."""
+    return {"teleop_mode": TELEOP_MODE_OF_CONTROLLER[o.controller],
+            "outcome_topic": "sim/episode_outcome" if o.sim else "", "stop_on_outcome": bool(o.sim)}
+
+
+_PICK_RECORD = ("pick", "record")
+# The leader arm's driver: the same node as the follower's, its interfaces under leader/ (the relay's commands,
+# sim_world's reset moves and e-stops reach only the follower).
+_LEADER_REMAPS = tuple((name, f"leader/{name}") for name in (
+    "joint_states", "joint_trajectory", "move_joints", "set_torque", "estop", "reset_estop"))
+
+
 NODES: tuple[NodeSpec, ...] = (
     NodeSpec("arm_driver", "roarm_driver", "arm_driver", "roarm_driver.arm_driver_node:ArmDriverNode",
-             config="arm_driver.yaml", lifecycle=True, launch_params=_LAUNCH_DRIVES_LIFECYCLE),
+             config="arm_driver.yaml", lifecycle=True, launch_params=_LAUNCH_DRIVES_LIFECYCLE, graphs=_PICK_RECORD),
     NodeSpec("camera_publisher", "roarm_driver", "camera_publisher",
-             "roarm_driver.camera_publisher_node:CameraPublisherNode", config="camera_publisher.yaml", when=_real),
+             "roarm_driver.camera_publisher_node:CameraPublisherNode", config="camera_publisher.yaml", when=_real,
+             graphs=_PICK_RECORD),
     NodeSpec("sim_world", "roarm_sim", "sim_world", "roarm_sim.sim_world_node:SimWorldNode",
-             config="sim_world.yaml", when=_sim),
+             config="sim_world.yaml", when=_sim, graphs=_PICK_RECORD),
     NodeSpec("vla_policy", "vla_policy_node", "vla_policy", "vla_policy_node.vla_policy_node:VlaPolicyNode",
-             config="vla_policy.yaml", lifecycle=True, when=_policy, launch_params=_LAUNCH_DRIVES_LIFECYCLE),
+             config="vla_policy.yaml", lifecycle=True, when=_policy, launch_params=_LAUNCH_DRIVES_LIFECYCLE,
+             graphs=_PICK_RECORD),
     NodeSpec("scripted_expert", "roarm_sim", "scripted_expert", "roarm_sim.scripted_expert_node:ScriptedExpertNode",
-             config="scripted_expert.yaml", when=_expert),
+             config="scripted_expert.yaml", when=_expert, graphs=_PICK_RECORD),
     NodeSpec("action_visualizer", "roarm_vla_bringup", "action_visualizer",
              "roarm_vla_bringup.action_visualizer_node:ActionVisualizerNode", config="action_visualizer.yaml",
              when=_policy),
     # C++ nodes: started by the launch files only. The runner publishes the same TF with tf_publisher.py.
     NodeSpec("robot_state_publisher", "robot_state_publisher", "robot_state_publisher", None,
-             config="robot_state_publisher.yaml", needs_urdf=True),
+             config="robot_state_publisher.yaml", needs_urdf=True, graphs=_PICK_RECORD),
     # The ghost arm: the same URDF under the 'predicted/' frame prefix, fed by the policy's final chunk pose.
     NodeSpec("predicted_state_publisher", "robot_state_publisher", "robot_state_publisher", None,
              config="robot_state_publisher.yaml", needs_urdf=True, when=_policy,
@@ -124,6 +164,19 @@ NODES: tuple[NodeSpec, ...] = (
     # Ties the ghost's tree to the real one (RViz needs one TF tree): world -> predicted/world, identity.
     NodeSpec("predicted_world_tf", "tf2_ros", "static_transform_publisher", None, when=_policy,
              arguments=("--frame-id", "world", "--child-frame-id", "predicted/world")),
+    # --- record only. The simulated leader (a second firmware simulator moved by a scripted hand) before the
+    # leader's driver, which opens its pty (and retries until it exists).
+    NodeSpec("sim_leader", "roarm_recorder", "sim_leader", "roarm_recorder.sim_leader:SimLeaderNode",
+             config="teleop_relay.yaml", when=_sim_leader, graphs=("record",)),
+    NodeSpec("leader_arm_driver", "roarm_driver", "arm_driver", "roarm_driver.arm_driver_node:ArmDriverNode",
+             config="teleop_relay.yaml", lifecycle=True, launch_params=_LAUNCH_DRIVES_LIFECYCLE, when=_leader,
+             remappings=_LEADER_REMAPS, graphs=("record",)),
+    NodeSpec("teleop_relay", "roarm_recorder", "teleop_relay", "roarm_recorder.teleop_relay_node:TeleopRelayNode",
+             config="teleop_relay.yaml", when=_leader, graphs=("record",)),
+    NodeSpec("episode_recorder", "roarm_recorder", "episode_recorder",
+             "roarm_recorder.episode_recorder_node:EpisodeRecorderNode", config="episode_recorder.yaml",
+             lifecycle=True, launch_params=_LAUNCH_DRIVES_LIFECYCLE, option_params=_recorder_options,
+             graphs=("record",)),
 )
 
 LAUNCH_ARGS: tuple[LaunchArg, ...] = (
@@ -142,10 +195,31 @@ LAUNCH_ARGS: tuple[LaunchArg, ...] = (
               (("vla_policy", "control_rate"),), type=float),
 )
 
+# record only (record.launch.py declares them; the runner takes them as --set NAME:=VALUE).
+RECORD_LAUNCH_ARGS: tuple[LaunchArg, ...] = (
+    LaunchArg("leader_port", "Serial device of the leader arm (leader-follower; ignored with sim:=true)",
+              (("leader_arm_driver", "port"),)),
+    LaunchArg("output_dir", "Folder receiving one rosbag2 directory per episode (must exist)",
+              (("episode_recorder", "output_dir"),)),
+    LaunchArg("storage", "rosbag2 storage of each episode: mcap or sqlite3", (("episode_recorder", "storage"),)),
+)
+
+
+def launch_args(graph_name: str) -> tuple[LaunchArg, ...]:
+    """The launch arguments of a graph (pick: LAUNCH_ARGS; record: those plus RECORD_LAUNCH_ARGS)."""
+    return LAUNCH_ARGS + (RECORD_LAUNCH_ARGS if graph_name == "record" else ())
+
+
 # Graph-level switches (not node parameters).
 FLAG_ARGS: tuple[tuple[str, str, str], ...] = (
     ("sim", "false", "true: firmware simulator instead of the serial port, sim_world instead of the camera"),
     ("controller", "policy", "who drives the arm: policy (vla_policy) or expert (scripted_expert, sim only)"),
+    ("rviz", "false", "true: start RViz with rviz/roarm_vla.rviz"),
+)
+RECORD_FLAG_ARGS: tuple[tuple[str, str, str], ...] = (
+    ("sim", "false", "true: firmware simulator(s) instead of serial ports, sim_world instead of the camera"),
+    ("controller", "leader", "who drives the arm while recording: leader (leader-follower teleop), hand "
+                             "(hand-guiding, torque off), expert (scripted_expert, sim only) or policy"),
     ("rviz", "false", "true: start RViz with rviz/roarm_vla.rviz"),
 )
 
@@ -155,12 +229,13 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("camera/camera_info", "sensor_msgs/msg/CameraInfo", sensor_qos=True),
     TopicSpec("joint_trajectory", "trajectory_msgs/msg/JointTrajectory"),
     TopicSpec("vla/action_chunk", "roarm_interfaces/msg/ActionChunk", when=_policy),
-    TopicSpec("vla/markers", "visualization_msgs/msg/MarkerArray", when=_policy),
+    TopicSpec("vla/markers", "visualization_msgs/msg/MarkerArray", when=_policy, graphs=("pick",)),
     TopicSpec("vla/predicted_joint_states", "sensor_msgs/msg/JointState", when=_policy),
     TopicSpec("sim/box_pose", "geometry_msgs/msg/PoseStamped", when=_sim),
     TopicSpec("sim/episode_outcome", "roarm_interfaces/msg/EpisodeOutcome", when=_sim),
     TopicSpec("diagnostics", "diagnostic_msgs/msg/DiagnosticArray"),
     TopicSpec("tf", "tf2_msgs/msg/TFMessage"),
+    TopicSpec("leader/joint_states", "sensor_msgs/msg/JointState", when=_leader, graphs=("record",)),
 )
 
 
@@ -284,15 +359,16 @@ def load_graph(name: str = "pick", sim: bool = False, controller: str = "policy"
     """
     if name not in GRAPH_NAMES:
         raise ValueError(f"unknown graph {name!r}; known: {list(GRAPH_NAMES)}")
-    if controller not in CONTROLLERS:
-        raise ValueError(f"controller must be one of {list(CONTROLLERS)}, got {controller!r}")
+    controllers = RECORD_CONTROLLERS if name == "record" else CONTROLLERS
+    if controller not in controllers:
+        raise ValueError(f"controller must be one of {list(controllers)}, got {controller!r}")
     if controller == "expert" and not sim:
         raise ValueError("controller 'expert' (scripted_expert) needs the simulated world: set sim")
     options = GraphOptions(sim=bool(sim), controller=controller)
     notes: list[str] = []
     nodes: list[NodeInstance] = []
     for spec in NODES:
-        if not spec.when(options):
+        if name not in spec.graphs or not spec.when(options):
             continue
         files: list[Path] = []
         if spec.config:
@@ -303,9 +379,11 @@ def load_graph(name: str = "pick", sim: bool = False, controller: str = "policy"
             if options.sim and yaml_section(config_path("sim.yaml"), spec.name):
                 files.append(config_path("sim.yaml"))
         nodes.append(NodeInstance(spec, files))
+        if spec.option_params is not None:
+            nodes[-1].overrides.update(spec.option_params(options))
     by_name = {n.name: n for n in nodes}
 
-    args_by_name = {a.name: a for a in LAUNCH_ARGS}
+    args_by_name = {a.name: a for a in launch_args(name)}
     for key, raw in (overrides or {}).items():
         if key in args_by_name:
             arg = args_by_name[key]
@@ -322,12 +400,16 @@ def load_graph(name: str = "pick", sim: bool = False, controller: str = "policy"
                 raise ValueError(f"override {key!r}: node {node_name!r} is not in this graph ({list(by_name)})")
             by_name[node_name].overrides[param] = parse_value(raw) if isinstance(raw, str) else raw
         else:
-            known = [a.name for a in LAUNCH_ARGS]
+            known = [a.name for a in launch_args(name)]
             raise ValueError(f"unknown override {key!r}: use one of {known} or '<node>.<param>'")
+    if options.sim:
+        for (source, source_param), (target, target_param) in SIM_LINKS:
+            if source in by_name and target in by_name:
+                by_name[target].overrides[target_param] = by_name[source].parameters()[source_param]
     for node_name, params in (runtime_params or {}).items():
         if node_name in by_name:
             by_name[node_name].overrides.update(params)
-    topics = [t for t in TOPICS if t.when(options)]
+    topics = [t for t in TOPICS if name in t.graphs and t.when(options)]
     return Graph(name=name, options=options, nodes=nodes, topics=topics, notes=notes)
 
 
