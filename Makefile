@@ -4,9 +4,11 @@ ENV := source scripts/env.sh &&
 EPISODES ?= 5
 SEED ?= 0
 DEMO_ARGS ?=
+PICK_OUT ?= outputs/pick
+PICK_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup build demo test test-fast bench clean help
+.PHONY: setup build demo demo-expert test test-fast bench clean help
 
 help:
 	@echo "make setup   create .venv (ROS 2 Jazzy wheels, LeRobot 0.4.4, ...), repair CMake, colcon build"
@@ -20,7 +22,13 @@ setup:
 build:
 	@$(ENV) colcon --log-base log build --metas colcon.meta --symlink-install --event-handlers console_cohesion- summary+
 
+# The learned pick end to end (issue 12): record -> convert -> fit -> eval -> trials -> report; stages already up to
+# date are skipped, so a second `make demo` goes straight to what changed. PICK_ARGS: e.g. --trials 30 --steps 3000.
 demo: setup
+	@$(ENV) python -m roarm_training.pick_pipeline --out $(PICK_OUT) $(PICK_ARGS)
+
+# The scripted expert picking in the simulated world (no learning): the quick plumbing demo.
+demo-expert: setup
 	@$(ENV) python -m roarm_vla_bringup.demo --episodes $(EPISODES) --seed $(SEED) --out outputs/demo $(DEMO_ARGS)
 
 test: setup
