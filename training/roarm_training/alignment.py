@@ -157,7 +157,14 @@ def align(streams: Sequence[Stream], fps: float) -> Alignment:
         raise AlignmentError(
             "the streams do not overlap in time: " + ", ".join(
                 f"{s.name} {sorted_t[0] / 1e9:.3f}..{sorted_t[-1] / 1e9:.3f} s" for s, sorted_t, *_ in prepared.values()))
-    grid_frames = int(np.floor((end - start) / period_ns + 1e-9)) + 1
+    # The last frame is the last k with grid_time(k) <= end, counted on the same rounded-ns grid: a camera stamping
+    # exactly at fps (t_i = round(i / fps) ns) must keep its last frame (a float floor can miss it by a fraction).
+    last = int(np.floor((end - start) / period_ns))
+    while int(grid_time(start, last + 1, fps)) <= end:
+        last += 1
+    while last > 0 and int(grid_time(start, last, fps)) > end:
+        last -= 1
+    grid_frames = last + 1
     grid = grid_time(start, np.arange(grid_frames), fps)
 
     keep = np.ones(grid_frames, dtype=bool)

@@ -267,6 +267,14 @@ def _prepare_episode(bag: EpisodeBag, options: ConvertOptions, fps: int, spec: O
         streams.append(Stream("action", state_stream.times_ns, state_stream.timeline,
                               _tolerance_ns("action", fps, options, False), 1, state_stream.receive_ns))
         source = "next_state"
+    for role, msg, to_vector in (("joint-state", state_msgs[0], state_from_joint_state),
+                                 ("action", action_msgs[0], to_action)):
+        try:  # before any frame is written: a robot with other joint names fails here, with the way out
+            to_vector(msg, spec)
+        except ValueError as err:
+            hint = ("; map the bag's joint names to the URDF's with --joint-map SRC=DST" if "lacks joint" in str(err)
+                    else "")
+            raise BagError(f"{bag.path}: {role} topic: {err}{hint}") from None
     try:
         alignment = align(streams, fps)
     except AlignmentError as err:

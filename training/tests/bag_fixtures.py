@@ -135,3 +135,60 @@ def regular_episode(path: Path, seconds: float = 1.0, fps: int = 30, **kwargs) -
     state_ms = list(np.arange(0.0, seconds * 1000.0 + 20.0, 20.0))
     command_ms = list(np.arange(0.0, seconds * 1000.0 + 100.0, 100.0))
     return write_episode(path, image_ms=image_ms, state_ms=state_ms, command_ms=command_ms, **kwargs)
+
+
+# ------------------------------------------------------------------------------ another writer: ros2 bag record
+HUMBLE_QOS = ("- history: 3\n  depth: 0\n  reliability: 1\n  durability: 2\n  deadline:\n    sec: 2147483647\n"
+              "    nsec: 4294967295\n  lifespan:\n    sec: 2147483647\n    nsec: 4294967295\n  liveliness: 1\n"
+              "  liveliness_lease_duration:\n    sec: 2147483647\n    nsec: 4294967295\n"
+              "  avoid_ros_namespace_conventions: false")
+
+
+def write_ros2_record_bag(path: Path, records: Sequence[tuple[int, str, str, bytes]]) -> Path:
+    """A bag laid out as ``ros2 bag record -s sqlite3`` writes it on Humble (metadata.yaml version 5, sqlite3
+    schema 3, no message definitions), written with sqlite3 and plain text, not by rosbags.
+
+    ``records``: (receive ns, topic, message type, CDR bytes). Topics of types unknown to ROS 2 are fine: such a
+    bag carries no message definitions, as a Humble bag does not.
+    """
+    import sqlite3
+
+    path.mkdir(parents=True)
+    records = sorted(records, key=lambda r: r[0])
+    topics: dict[str, str] = {}
+    for _, topic, msgtype, _ in records:
+        topics.setdefault(topic, msgtype)
+    db_name = f"{path.name}_0.db3"
+    db = sqlite3.connect(path / db_name)
+    db.executescript(
+        "CREATE TABLE schema(schema_version INTEGER PRIMARY KEY, ros_distro TEXT NOT NULL);"
+        "INSERT INTO schema VALUES (3, 'humble');"
+        "CREATE TABLE metadata(id INTEGER PRIMARY KEY, metadata_version INTEGER NOT NULL, metadata TEXT NOT NULL);"
+        "CREATE TABLE topics(id INTEGER PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL, "
+        "serialization_format TEXT NOT NULL, offered_qos_profiles TEXT NOT NULL);"
+        "CREATE TABLE messages(id INTEGER PRIMARY KEY, topic_id INTEGER NOT NULL, timestamp INTEGER NOT NULL, "
+        "data BLOB NOT NULL);")
+    ids = {topic: i + 1 for i, topic in enumerate(topics)}
+    db.executemany("INSERT INTO topics VALUES (?, ?, ?, 'cdr', ?)",
+                   [(ids[t], t, m, HUMBLE_QOS) for t, m in topics.items()])
+    db.executemany("INSERT INTO messages(topic_id, timestamp, data) VALUES (?, ?, ?)",
+                   [(ids[topic], stamp, data) for stamp, topic, _, data in records])
+    db.commit()
+    db.close()
+    start = records[0][0] if records else 0
+    duration = records[-1][0] - start if records else 0
+    counts = {t: sum(r[1] == t for r in records) for t in topics}
+    quoted_qos = HUMBLE_QOS.replace("\n", "\\n")
+    topic_lines = "".join(
+        f"    - topic_metadata:\n        name: {t}\n        type: {m}\n        serialization_format: cdr\n"
+        f"        offered_qos_profiles: \"{quoted_qos}\"\n      message_count: {counts[t]}\n"
+        for t, m in topics.items())
+    (path / "metadata.yaml").write_text(
+        "rosbag2_bagfile_information:\n  version: 5\n  storage_identifier: sqlite3\n"
+        f"  duration:\n    nanoseconds: {duration}\n  starting_time:\n    nanoseconds_since_epoch: {start}\n"
+        f"  message_count: {len(records)}\n  topics_with_message_count:\n{topic_lines}"
+        "  compression_format: \"\"\n  compression_mode: \"\"\n"
+        f"  relative_file_paths:\n    - {db_name}\n"
+        f"  files:\n    - path: {db_name}\n      starting_time:\n        nanoseconds_since_epoch: {start}\n"
+        f"      duration:\n        nanoseconds: {duration}\n      message_count: {len(records)}\n")
+    return path

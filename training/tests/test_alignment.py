@@ -111,3 +111,18 @@ def test_streams_that_do_not_overlap_or_are_empty_are_errors():
         align([stream("image", [], 50), stream("state", [0], 50)], fps=10)
     with pytest.raises(AlignmentError, match="timeline"):
         stream("image", [0], 50, timeline="wall")
+
+
+def test_camera_stamping_exactly_at_fps_keeps_its_last_frame():
+    # 15 fps: stamps round(i * 1e9 / 15) ns; message 11 at 733333333 ns. (end - start) / period in floats is
+    # 10.99999999..., yet the grid's own rounded time of frame 11 is 733333333 ns: 12 frames, one per message.
+    times = np.array([round(i * 1e9 / 15) for i in range(12)], dtype=np.int64)
+    image = Stream("image", times, "header", 10 * MS)
+    state = Stream("state", times, "receive", 10 * MS)
+    result = align([image, state], fps=15)
+    assert result.grid_frames == 12 and result.kept_frames == 12
+    assert list(result.frame_times_ns) == list(times)
+    assert list(result.indices["image"]) == list(range(12)) == list(result.indices["state"])
+    # the state stream ending one nanosecond earlier loses the last frame
+    shorter = Stream("state", np.append(times[:-1], times[-1] - 1), "receive", 10 * MS)
+    assert align([image, shorter], fps=15).grid_frames == 11
