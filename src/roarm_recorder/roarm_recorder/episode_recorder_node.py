@@ -75,6 +75,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("outcome_topic", "", "sim/episode_outcome in simulation: seed and outcome of the episode come from it "
           "('' = none: outcome 'unknown')"),
     Param("stop_on_outcome", False, "end and keep the episode when outcome_topic reports SUCCESS or TIMEOUT"),
+    Param("keep_failed", True, "stop_on_outcome: keep an episode whose outcome is TIMEOUT (false: discard it, as "
+          "roarm-vla-record-expert does)"),
     Param("torque_service", "set_torque", "hand_guiding: called with false when an episode starts and true when "
           "it ends ('' = leave the torque alone)"),
     Param("parameter_nodes", ["arm_driver", "leader_arm_driver", "teleop_relay", "camera_publisher", "sim_world",
@@ -343,7 +345,8 @@ class EpisodeRecorderNode(LifecycleNode):
                     elapsed=now - episode.started, max_duration=episode.max_duration,
                     stop_request=episode.stop_request, cancelled=goal_handle.is_cancel_requested,
                     error=episode.error, outcome_finished=episode.outcome.finished,
-                    stop_on_outcome=bool(self._p("stop_on_outcome")))
+                    stop_on_outcome=bool(self._p("stop_on_outcome")), outcome=episode.outcome.outcome,
+                    keep_failed=bool(self._p("keep_failed")))
             if decision is not None:
                 break
             if now >= feedback_due:
@@ -405,7 +408,8 @@ class EpisodeRecorderNode(LifecycleNode):
                 result.message = (f"episode {episode.index} kept: {result.frame_count} frames, "
                                   f"{sum(counts.values())} messages in {duration:.1f} s -> {result.bag_path}")
             else:
-                result.message = f"episode {episode.index} discarded ({reason})"
+                why = f"outcome {episode.outcome.outcome}" if reason == "outcome" else reason
+                result.message = f"episode {episode.index} discarded ({why})"
             episode.result = result
             self._episode = None
             episode.done.set()

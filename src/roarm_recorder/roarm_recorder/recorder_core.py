@@ -67,10 +67,12 @@ class OutcomeTracker:
 
 
 def end_reason(*, elapsed: float, max_duration: float, stop_request: bool | None, cancelled: bool,
-               error: str, outcome_finished: bool, stop_on_outcome: bool) -> tuple[str, bool] | None:
+               error: str, outcome_finished: bool, stop_on_outcome: bool, outcome: str = "unknown",
+               keep_failed: bool = True) -> tuple[str, bool] | None:
     """(reason, keep) when the episode must end now, else None. First match wins, in this order:
     a write error (nothing more can be stored: keep what is there, marked by the reason), a cancel (discard),
-    an operator's stop (keep or discard as asked), the sim outcome (keep), the time limit (keep)."""
+    an operator's stop (keep or discard as asked), the sim outcome (keep a success; a failure only with
+    keep_failed), the time limit (keep)."""
     if error:
         return "error", True
     if cancelled:
@@ -78,7 +80,7 @@ def end_reason(*, elapsed: float, max_duration: float, stop_request: bool | None
     if stop_request is not None:
         return ("stopped", True) if stop_request else ("discarded", False)
     if stop_on_outcome and outcome_finished:
-        return "outcome", True
+        return "outcome", outcome == "success" or keep_failed
     if elapsed >= max_duration:
         return "max_duration", True
     return None

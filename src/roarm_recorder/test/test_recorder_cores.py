@@ -274,6 +274,9 @@ def test_end_reason_order():
     assert end_reason(**{**base, "stop_request": False}) == ("discarded", False)
     assert end_reason(**{**base, "outcome_finished": True}) is None  # only with stop_on_outcome
     assert end_reason(**{**base, "outcome_finished": True, "stop_on_outcome": True}) == ("outcome", True)
+    ended = {**base, "outcome_finished": True, "stop_on_outcome": True, "keep_failed": False}
+    assert end_reason(**{**ended, "outcome": "success"}) == ("outcome", True)
+    assert end_reason(**{**ended, "outcome": "timeout"}) == ("outcome", False)  # a failed demonstration goes
     assert end_reason(**{**base, "cancelled": True, "stop_request": True}) == ("cancelled", False)
     assert end_reason(**{**base, "error": "disk full", "cancelled": True}) == ("error", True)
 
