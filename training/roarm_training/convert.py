@@ -363,6 +363,18 @@ def _progress(iterable, **kwargs):
     return tqdm(iterable, **kwargs)
 
 
+def _discard(dataset: Any, tmp: Path) -> None:
+    """Remove a failed conversion's temporary folder. LeRobot's metadata writer flushes its buffered episodes when
+    it is closed, at the latest when the dataset object is garbage collected, which would recreate files in the
+    removed folder: close its writers first."""
+    if dataset is not None:
+        try:
+            dataset.finalize()
+        except Exception:  # the folder goes anyway; the conversion's own error is the one to report
+            pass
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _swap_into_place(tmp: Path, out: Path) -> None:
     if not out.exists():
         os.replace(tmp, out)
@@ -499,7 +511,7 @@ def convert(inputs: Sequence[str | Path], options: ConvertOptions, log=print) ->
                     image_shape, spec)
         _swap_into_place(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _discard(dataset, tmp)
         raise
     log(f"{out}: {sum(r.skipped_reason is None for r in results)} episode(s), "
         f"{sum(r.frames for r in results if r.skipped_reason is None)} frames added")

@@ -283,6 +283,19 @@ def test_bad_inputs_are_clear_errors_and_leave_nothing(tmp_path):
     out = convert([bag], ConvertOptions(out=tmp_path / "resized", use_videos=False, image_size=(24, 32),
                                         progress=False)).out
     assert load(out)[0][IMAGE_KEY].shape == (3, 24, 32)
+    # episodes of different image sizes: refused, whether in one run or appended to an existing dataset
+    mixed_sizes = tmp_path / "mixed_sizes"
+    shutil.copytree(tmp_path / "ok", mixed_sizes / "a_48x64")
+    write_episode(mixed_sizes / "b_24x32", **frames, height=24, width=32)
+    _assert_refused(tmp_path, mixed_sizes, r"images are \(24, 32\), the dataset's are \(48, 64\).*--image-size")
+    existing = convert([tmp_path / "ok"], ConvertOptions(out=tmp_path / "existing", use_videos=False,
+                                                         progress=False)).out
+    before = {p: p.stat().st_mtime_ns for p in existing.rglob("*") if p.is_file()}
+    with pytest.raises(BagError, match=r"images are \(24, 32\)"):
+        convert([mixed_sizes / "b_24x32"], ConvertOptions(out=existing, use_videos=False, append=True,
+                                                          progress=False))
+    assert {p: p.stat().st_mtime_ns for p in existing.rglob("*") if p.is_file()} == before, "dataset untouched"
+    assert load(existing).num_episodes == 1 and not list(tmp_path.glob(".existing*"))
     # stamps jumping back by more than the tolerance (a clock reset)
     bag = write_episode(tmp_path / "clock_reset", image_ms=[0, 100, 200, 300, 0, 100],
                         image_receive_ms=[2, 102, 202, 302, 402, 502], state_ms=list(range(0, 601, 20)),
@@ -314,6 +327,14 @@ def test_cli_converts_and_reports_errors(tmp_path):
                          "action=300"], capture_output=True, text=True, env=env, timeout=300)
     assert ok.returncode == 0, ok.stderr
     assert "episode 0 <- ep: 3/3 frames kept (0 dropped)" in ok.stdout  # images at 0, 100, 200 ms
+    # the sync report, per stream: messages, rate, timeline, gaps, backward stamps, dropped frames, latency
+    lines = {line.split()[0]: line for line in ok.stdout.splitlines() if line.startswith("  ")}
+    assert lines["image"].split()[1:] == ["camera/image_raw", "3", "msgs", "10.0", "Hz", "(header),", "max", "gap",
+                                          "100", "ms,", "0", "gaps,", "0", "backwards", "(max", "0", "ms),", "0",
+                                          "frames", "dropped,", "latency", "2.0", "ms"]
+    assert "16 msgs   50.0 Hz (header)" in lines["state"] and "command:joint_trajectory" in lines["action"]
+    saved = json.loads((tmp_path / "ds" / SYNC_REPORT_FILE).read_text())["episodes"]
+    assert [e["streams"]["state"]["messages"] for e in saved] == [16]
     options = json.loads((tmp_path / "ds" / ROARM_META_FILE).read_text())["conversion"]["options"]
     assert options["tolerance_ms"] == {"image": 150.0, "state": 150.0, "action": 300.0}
     bad = subprocess.run([sys.executable, "-m", "roarm_training.data_cli", "convert", str(bag), "--out",
