@@ -107,6 +107,9 @@ class Alignment:
             "kept_frames": self.kept_frames,
             "dropped_frames": self.dropped_frames,
             "duration_s": round(self.grid_frames / self.fps, 6),
+            # a dataset row maps back to bag time: row k is the k-th grid frame not dropped, at grid_time(start, j)
+            "start_ns": int(self.start_ns),
+            "dropped_grid_frames": sorted(set(range(self.grid_frames)) - set(self.grid_index.tolist())),
             "streams": {name: r.as_dict() for name, r in self.streams.items()},
         }
 

@@ -42,6 +42,7 @@ def test_gap_drops_and_counts_frames_on_the_stale_stream():
     assert result.grid_frames == 10
     assert result.kept_frames == 7 and result.dropped_frames == 3
     assert list(result.grid_index) == [0, 1, 2, 3, 7, 8, 9]
+    assert result.report()["dropped_grid_frames"] == [4, 5, 6]
     assert list(result.indices["image"]) == [0, 1, 2, 3, 4, 5, 6]
     assert list(result.indices["state"]) == [0, 10, 20, 30, 70, 80, 90]
     assert result.streams["image"].dropped_frames == 3 and result.streams["state"].dropped_frames == 0
@@ -123,6 +124,7 @@ def test_camera_stamping_exactly_at_fps_keeps_its_last_frame():
     assert result.grid_frames == 12 and result.kept_frames == 12
     assert list(result.frame_times_ns) == list(times)
     assert list(result.indices["image"]) == list(range(12)) == list(result.indices["state"])
+    assert result.report()["start_ns"] == 0 and result.report()["dropped_grid_frames"] == []
     # the state stream ending one nanosecond earlier loses the last frame
     shorter = Stream("state", np.append(times[:-1], times[-1] - 1), "receive", 10 * MS)
     assert align([image, shorter], fps=15).grid_frames == 11
