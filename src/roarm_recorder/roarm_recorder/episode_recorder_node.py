@@ -146,6 +146,9 @@ class EpisodeRecorderNode(LifecycleNode):
         self.params = declare_parameters(self, PARAMETERS)
         self._lock = threading.RLock()
         self._episode: _Episode | None = None
+        # A goal is accepted before its execute callback creates the episode: this reservation, taken under the
+        # lock at acceptance and released when that goal ends, refuses a second goal arriving in between.
+        self._goal_reserved = False
         self._active = False
         self._entities: list[Any] = []
         self._action_server: ActionServer | None = None
@@ -295,15 +298,16 @@ class EpisodeRecorderNode(LifecycleNode):
             if not self._active:
                 self.get_logger().warning("record_episode refused: the recorder is not active")
                 return GoalResponse.REJECT
-            if self._episode is not None:
+            if self._episode is not None or self._goal_reserved:
                 self.get_logger().warning("record_episode refused: an episode is being recorded")
                 return GoalResponse.REJECT
-        if not goal.task.strip():
-            self.get_logger().warning("record_episode refused: the task text is empty")
-            return GoalResponse.REJECT
-        if goal.max_duration < 0:
-            return GoalResponse.REJECT
-        return GoalResponse.ACCEPT
+            if not goal.task.strip():
+                self.get_logger().warning("record_episode refused: the task text is empty")
+                return GoalResponse.REJECT
+            if goal.max_duration < 0:
+                return GoalResponse.REJECT
+            self._goal_reserved = True
+            return GoalResponse.ACCEPT
 
     def _offered_qos(self, topic: str) -> tuple[dict, ...]:
         infos = self.get_publishers_info_by_topic(self._names[topic])
@@ -329,6 +333,13 @@ class EpisodeRecorderNode(LifecycleNode):
         return episode
 
     def _execute(self, goal_handle) -> RecordEpisode.Result:
+        try:
+            return self._record(goal_handle)
+        finally:
+            with self._lock:
+                self._goal_reserved = False
+
+    def _record(self, goal_handle) -> RecordEpisode.Result:
         goal = goal_handle.request
         max_duration = goal.max_duration if goal.max_duration > 0 else float(self._p("default_max_duration"))
         try:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib
 import math
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,3 +193,57 @@ def test_leader_follower_sim_graph_records_command_and_state(tmp_path):
     assert len(commands) >= 30 and len(states) >= 30
     # the leader waves the base by +-0.5 rad: the commands and the follower's measured base follow it
     assert np.ptp(commands[:, 0]) > 0.3 and np.ptp(states[:, 0]) > 0.3
+
+
+@pytest.mark.slow
+def test_hand_guiding_sim_graph_switches_torque_and_records_the_guided_motion(tmp_path):
+    # controller hand: no command stream; the recorder switches the arm's torque off for the episode (the person
+    # moves it: here the firmware simulator's guide(), what a hand does) and back on at the end.
+    pytest.importorskip("rclpy")
+    from rclpy.action import ActionClient
+    from rclpy.serialization import deserialize_message
+    from rosbags.rosbag2 import Reader
+    from sensor_msgs.msg import JointState
+
+    from roarm_interfaces.action import RecordEpisode
+    from roarm_vla_bringup.runner import GraphRunner
+    from recorder_rig import wait_for
+
+    out = tmp_path / "episodes"
+    out.mkdir()
+    graph = g.load_graph("record", sim=True, controller="hand",
+                         overrides={"output_dir": str(out), "episode_recorder.stop_on_outcome": False,
+                                    "sim_world.image_width": "64", "sim_world.image_height": "48",
+                                    "sim_world.auto_start": False})
+    assert "scripted_expert" not in graph.node_names and "teleop_relay" not in graph.node_names
+    with GraphRunner(graph, log=lambda _m: None) as runner:
+        firmware = getattr(runner, "firmware", None)
+        if firmware is None:
+            pytest.skip("this runner has no firmware control (SimulatorControl)")
+        runner.wait_for_topic("joint_states", 10, timeout=60.0)
+        assert firmware.torque_on
+        node = runner.create_node("hand_guiding_test")
+        action = ActionClient(node, RecordEpisode, "record_episode")
+        assert action.wait_for_server(timeout_sec=60.0)
+        goal = action.send_goal_async(RecordEpisode.Goal(task="Wave by hand", max_duration=4.0))
+        wait_for(goal.done, 30, "goal accepted")
+        wait_for(lambda: not firmware.torque_on, 20, "torque off once the episode started")
+        start = np.array(firmware.joints, dtype=float)
+        t0 = time.monotonic()
+        result_future = goal.result().get_result_async()
+        while not result_future.done():  # the hand turns the base slowly (0.3 rad/s) until the episode ends
+            t = time.monotonic() - t0
+            firmware.guide(start + np.array([0.3 * min(t, 3.0), 0, 0, 0, 0, 0]))
+            runner.spin_for(0.05)
+        result = result_future.result().result
+        wait_for(lambda: firmware.torque_on, 20, "torque back on after the episode")
+    assert result.kept and result.end_reason == "max_duration", result.message
+    counts = dict(zip(result.topics, result.counts))
+    assert counts["joint_trajectory"] == 0 and counts["joint_states"] > 20
+    info = yaml.safe_load((Path(result.bag_path) / "metadata.yaml").read_text())
+    custom = info["rosbag2_bagfile_information"]["custom_data"]
+    assert custom["roarm_vla.teleop_mode"] == "hand_guiding" and custom["roarm_vla.action_source"] == "next_state"
+    with Reader(result.bag_path) as reader:
+        base = [deserialize_message(bytes(raw), JointState).position[0]
+                for connection, _, raw in reader.messages() if connection.topic == "/joint_states"]
+    assert base[-1] - base[0] > 0.5  # the guided turn (up to 0.9 rad) is in the recorded state
