@@ -127,13 +127,27 @@ def test_record_launch_file_reads_the_graph_table():
 
 
 # ------------------------------------------------------------------------------------------------ through the runner
+SMALL_CAMERA = {"sim_world.image_width": "64", "sim_world.image_height": "48"}
+
+
+def _read_bag(bag_path: str) -> tuple[dict[str, list[bytes]], dict[str, str]]:
+    """Raw messages per topic (rosbags' reader) and the bag's custom_data (metadata.yaml)."""
+    from rosbags.rosbag2 import Reader
+
+    messages: dict[str, list[bytes]] = {}
+    with Reader(bag_path) as reader:
+        for connection, _, raw in reader.messages():
+            messages.setdefault(connection.topic, []).append(bytes(raw))
+    info = yaml.safe_load((Path(bag_path) / "metadata.yaml").read_text())
+    return messages, info["rosbag2_bagfile_information"]["custom_data"]
+
+
 @pytest.mark.slow
 def test_leader_follower_sim_graph_records_command_and_state(tmp_path):
     pytest.importorskip("rclpy")
     from action_msgs.msg import GoalStatus
     from rclpy.action import ActionClient
     from rclpy.serialization import deserialize_message
-    from rosbags.rosbag2 import Reader
     from sensor_msgs.msg import JointState
     from trajectory_msgs.msg import JointTrajectory
 
@@ -146,8 +160,7 @@ def test_leader_follower_sim_graph_records_command_and_state(tmp_path):
     out.mkdir()
     graph = g.load_graph("record", sim=True, controller="leader",
                          overrides={"sim_leader.link": str(tmp_path / "leader"), "output_dir": str(out),
-                                    "sim_leader.period": "4.0", "sim_world.camera_rate": "10.0",
-                                    "sim_world.image_width": "64", "sim_world.image_height": "48"})
+                                    "sim_leader.period": "4.0", "sim_world.camera_rate": "10.0", **SMALL_CAMERA})
     lines: list[str] = []
     with GraphRunner(graph, log=lines.append) as runner:
         for name in ("episode_recorder", "teleop_relay", "sim_leader", "leader_arm_driver"):
@@ -177,12 +190,7 @@ def test_leader_follower_sim_graph_records_command_and_state(tmp_path):
     assert wrapped.status == GoalStatus.STATUS_SUCCEEDED, wrapped.result.message
     result = wrapped.result
     assert result.kept and result.frame_count > 0
-    messages: dict[str, list] = {}
-    with Reader(result.bag_path) as reader:
-        for connection, _, raw in reader.messages():
-            messages.setdefault(connection.topic, []).append(bytes(raw))
-    info = yaml.safe_load((tmp_path / "episodes" / result.bag_path.split("/")[-1] / "metadata.yaml").read_text())
-    custom = info["rosbag2_bagfile_information"]["custom_data"]
+    messages, custom = _read_bag(result.bag_path)
     assert custom["roarm_vla.teleop_mode"] == "leader_follower"
     assert custom["roarm_vla.action_source"] == "command:/joint_trajectory"
     stored = yaml.safe_load(custom["roarm_vla.parameters"])
@@ -202,19 +210,15 @@ def test_hand_guiding_sim_graph_switches_torque_and_records_the_guided_motion(tm
     pytest.importorskip("rclpy")
     from rclpy.action import ActionClient
     from rclpy.serialization import deserialize_message
-    from rosbags.rosbag2 import Reader
     from sensor_msgs.msg import JointState
 
     from roarm_interfaces.action import RecordEpisode
     from roarm_vla_bringup.runner import GraphRunner
     from recorder_rig import wait_for
 
-    out = tmp_path / "episodes"
-    out.mkdir()
     graph = g.load_graph("record", sim=True, controller="hand",
-                         overrides={"output_dir": str(out), "episode_recorder.stop_on_outcome": False,
-                                    "sim_world.image_width": "64", "sim_world.image_height": "48",
-                                    "sim_world.auto_start": False})
+                         overrides={"output_dir": str(tmp_path), "episode_recorder.stop_on_outcome": False,
+                                    "sim_world.auto_start": False, **SMALL_CAMERA})
     assert "scripted_expert" not in graph.node_names and "teleop_relay" not in graph.node_names
     with GraphRunner(graph, log=lambda _m: None) as runner:
         firmware = getattr(runner, "firmware", None)
@@ -240,10 +244,7 @@ def test_hand_guiding_sim_graph_switches_torque_and_records_the_guided_motion(tm
     assert result.kept and result.end_reason == "max_duration", result.message
     counts = dict(zip(result.topics, result.counts))
     assert counts["joint_trajectory"] == 0 and counts["joint_states"] > 20
-    info = yaml.safe_load((Path(result.bag_path) / "metadata.yaml").read_text())
-    custom = info["rosbag2_bagfile_information"]["custom_data"]
+    messages, custom = _read_bag(result.bag_path)
     assert custom["roarm_vla.teleop_mode"] == "hand_guiding" and custom["roarm_vla.action_source"] == "next_state"
-    with Reader(result.bag_path) as reader:
-        base = [deserialize_message(bytes(raw), JointState).position[0]
-                for connection, _, raw in reader.messages() if connection.topic == "/joint_states"]
+    base = [deserialize_message(raw, JointState).position[0] for raw in messages["/joint_states"]]
     assert base[-1] - base[0] > 0.5  # the guided turn (up to 0.9 rad) is in the recorded state
