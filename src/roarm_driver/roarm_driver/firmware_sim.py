@@ -29,8 +29,10 @@ Output is paced at the baud rate (8N1: baud / 10 bytes per second) in small chun
 at 115200 baud takes ~17 ms and streaming mode tops out near the physical line rate. Bytes the host does not read
 pile up in the pty (stale frames, as with a real USB-UART) until its buffer is full, then are dropped.
 
-CLI: ``roarm-firmware-sim [--baud 115200] [--link PATH] [--port-file FILE] [--boot-mode 0|1|2]`` (or
-``python -m roarm_driver.firmware_sim``) prints the port path and runs until SIGINT/SIGTERM.
+CLI: ``roarm-firmware-sim [--baud 115200] [--link PATH] [--port-file FILE] [--boot-mode 0|1|2]
+[--command-log FILE] [--control SOCKET]`` (or ``python -m roarm_driver.firmware_sim``) prints the port path and
+runs until SIGINT/SIGTERM (exit status 0). ``--command-log``: see :class:`CommandLog`; ``--control``: the library
+API over a Unix socket (:mod:`roarm_driver.sim_process`, what the tests and benches use to run it as a process).
 """
 
 from __future__ import annotations
@@ -556,6 +558,45 @@ class FirmwareSimulator:
             self._tx_next = (self._tx_next if now - self._tx_next < self.max_catch_up_s else now) + duration
 
 
+class CommandLog:
+    """``--command-log FILE``: one line per T:102 the firmware reads, written as it is read (line-buffered):
+
+        <time.monotonic()> <time.time()> <b> <s> <e> <t> <r> <g>
+
+    space-separated; the two receipt times in seconds (monotonic: the machine's steady clock, comparable with other
+    processes' ``time.monotonic()``; time: wall clock), then the six joint values as received, in URDF radians and
+    ``joints.JOINT_NAMES`` order (the gripper converted from the firmware's raw g: URDF = pi - g). Lines starting with
+    ``#`` are comments (the header)."""
+
+    def __init__(self, path: str):
+        self._fh = open(path, "w", buffering=1)
+        self._fh.write("# monotonic_s wall_s " + " ".join(joints.JOINT_NAMES) + " (URDF rad)\n")
+        self.lines = 0
+
+    def __call__(self, monotonic_time: float, message: dict) -> None:
+        if message.get("T") != proto.T_JOINTS_RAD:
+            return
+        fw = []
+        for key in proto.T102_KEYS:
+            try:
+                fw.append(float(message.get(key, 0.0)))
+            except (TypeError, ValueError):
+                fw.append(math.nan)
+        q = joints.firmware_to_urdf(np.array(fw))
+        self._fh.write(f"{monotonic_time:.6f} {time.time():.6f} " + " ".join(f"{v:.6f}" for v in q) + "\n")
+        self.lines += 1
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def read_command_log(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(monotonic [N], wall [N], positions [N, 6] URDF rad) from a ``--command-log`` file."""
+    rows = [line.split() for line in open(path) if line.strip() and not line.startswith("#")]
+    data = np.array([[float(v) for v in row] for row in rows]) if rows else np.empty((0, 2 + joints.NUM_JOINTS))
+    return data[:, 0], data[:, 1], data[:, 2:]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="RoArm-M3 firmware simulator on a pseudo-terminal.")
     parser.add_argument("--baud", type=int, default=115200, help="link speed that paces the output (8N1)")
@@ -563,24 +604,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port-file", default=None, help="also write the port path to this file")
     parser.add_argument("--boot-mode", type=int, default=0, choices=(0, 1, 2), help="T:605 output mode at boot")
     parser.add_argument("--no-boot-text", action="store_true", help="do not print the ESP32 boot lines")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the fault injection's random bytes")
+    parser.add_argument("--initial-positions", default=None,
+                        help="start pose, URDF rad, comma-separated in JOINT_NAMES order (default: firmware home)")
+    parser.add_argument("--command-log", default=None,
+                        help="write one line per received T:102: monotonic and wall receipt time, joint values")
+    parser.add_argument("--control", default=None,
+                        help="Unix socket path for remote control (tests, benches): see roarm_driver.sim_process")
     args = parser.parse_args(argv)
+    initial = None
+    if args.initial_positions:
+        initial = np.array([float(v) for v in args.initial_positions.split(",")])
+        if initial.shape != (joints.NUM_JOINTS,):
+            parser.error(f"--initial-positions needs {joints.NUM_JOINTS} values, got {args.initial_positions!r}")
+    stop = threading.Event()
+    # Handlers first: a signal during start-up must also end the process cleanly (status 0, no traceback).
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     sim = FirmwareSimulator(baud=args.baud, link_path=args.link, boot_mode=args.boot_mode,
-                            boot_text=not args.no_boot_text)
+                            boot_text=not args.no_boot_text, initial_positions=initial, seed=args.seed)
+    log = CommandLog(args.command_log) if args.command_log else None
+    if log is not None:
+        sim.add_command_listener(log)
     port = sim.start()
+    server = None
+    if args.control:
+        from roarm_driver.sim_process import ControlServer
+
+        server = ControlServer(sim, args.control)
+        server.start()
     if args.port_file:
         tmp = args.port_file + ".tmp"
         with open(tmp, "w") as fh:
             fh.write(port + "\n")
         os.replace(tmp, args.port_file)
     print(port, flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         while not stop.wait(0.5):
             pass
     finally:
+        if server is not None:
+            server.stop()
         sim.stop()
+        if log is not None:
+            log.close()
     return 0
 
 

@@ -6,7 +6,8 @@
 - The reader thread is the only one that reads and the only one that closes; :meth:`write` may be called from any
   thread, never waits for a reply and never raises: a failed write is counted and makes the reader reconnect.
 - Any serial error (unplugged adapter, pty closed, port gone) closes the port; the reader retries every
-  ``reconnect_period`` seconds until it opens again.
+  ``reconnect_period`` seconds until it opens again. Every failed open calls ``on_open_failed(port, error)``
+  (the driver logs the first one at ERROR with :func:`open_failure_hint`, then throttles).
 """
 
 from __future__ import annotations
@@ -21,6 +22,26 @@ import serial
 from roarm_driver.protocol import LineSplitter
 
 
+def open_failure_hint(port: str, error: BaseException) -> str:
+    """What to check when ``port`` cannot be opened, most likely cause first."""
+    text = str(error).lower()
+    checks = {
+        "path": f"the device path: does {port} exist (ls -l /dev/ttyUSB* /dev/ttyACM*; the arm's CP210x "
+                "appears when the cable is in the arm's middle USB-C port)?",
+        "permission": f"permissions: is this user in the group owning {port} (ls -l {port}; "
+                      "sudo usermod -aG dialout $USER, then log in again)?",
+        "cable": "the cable: a data-capable USB cable, firmly in, the arm powered?",
+        "busy": f"another program holding the port (fuser {port}; a serial monitor, another driver)?",
+    }
+    if "permission" in text or "errno 13" in text:
+        order = ["permission", "busy", "path", "cable"]
+    elif "busy" in text or "errno 16" in text or "lock" in text:
+        order = ["busy", "permission", "path", "cable"]
+    else:  # no such file or directory, and everything else
+        order = ["path", "cable", "permission", "busy"]
+    return "Check " + " ".join(f"({i}) {checks[key]}" for i, key in enumerate(order, 1))
+
+
 class SerialLink:
     def __init__(
         self,
@@ -31,6 +52,7 @@ class SerialLink:
         on_message: Callable[[float, dict[str, Any]], None] | None = None,
         on_connect: Callable[["SerialLink"], None] | None = None,
         on_disconnect: Callable[[str], None] | None = None,
+        on_open_failed: Callable[[str, BaseException], None] | None = None,
         reconnect_period: float = 0.25,
         write_timeout: float = 0.05,
         read_timeout: float = 0.05,
@@ -43,6 +65,7 @@ class SerialLink:
         self.on_message = on_message
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
+        self.on_open_failed = on_open_failed
         self.reconnect_period = float(reconnect_period)
         self.write_timeout = float(write_timeout)
         self.read_timeout = float(read_timeout)
@@ -116,6 +139,11 @@ class SerialLink:
                 ser.close()
             except Exception:  # noqa: BLE001
                 pass
+            if self.on_open_failed is not None:
+                try:
+                    self.on_open_failed(self.port, exc)
+                except Exception:  # noqa: BLE001 - a callback bug must not kill the link
+                    self.counters["callback_errors"] += 1
             return False
         self.splitter.reset()
         self._broken.clear()

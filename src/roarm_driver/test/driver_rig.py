@@ -1,4 +1,8 @@
-"""Test rig: the real ArmDriverNode over a pty to the firmware simulator, plus a probe node, in one rclpy Context."""
+"""Test rig: the real ArmDriverNode over a pty to the firmware simulator, plus a probe node, in one rclpy Context.
+
+The simulator runs in its own process (roarm_driver.sim_process.SimulatorProcess: the robot is separate hardware,
+and a simulator sharing the driver's interpreter would share its GIL too); the driver node stays in the test process
+so that tests can read its snapshot() and reach its link (single-node behaviour)."""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from roarm_interfaces.action import MoveJoints
 from roarm_description import joints
 from roarm_driver.arm_driver_node import ArmDriverNode
-from roarm_driver.firmware_sim import FirmwareSimulator
+from roarm_driver.sim_process import SimulatorProcess
 
 
 def wait_until(predicate, timeout: float = 3.0, period: float = 0.01) -> bool:
@@ -69,8 +73,13 @@ class Probe(Node):
         with self.lock:
             return [m for r, m in self.states if r >= t]
 
-    def send(self, positions, names=None, times=None) -> None:
+    def send(self, positions, names=None, times=None, stamp=None) -> None:
+        """One point (positions) or a trajectory (positions = points, times = time_from_start). ``stamp``: ROS
+        time in s for header.stamp (None: zero, i.e. "now")."""
         msg = JointTrajectory()
+        if stamp is not None:
+            msg.header.stamp.sec = int(stamp)
+            msg.header.stamp.nanosec = int(round((stamp - int(stamp)) * 1e9))
         msg.joint_names = list(names or joints.JOINT_NAMES)
         points = positions if times is not None else [positions]
         for i, q in enumerate(points):
@@ -91,10 +100,10 @@ class Probe(Node):
 
 class Rig:
     def __init__(self, sim_kwargs: dict | None = None, executor: str = "multi", start: bool = True,
-                 sim_started: FirmwareSimulator | None = None, **params: Any):
+                 sim_started: SimulatorProcess | None = None, **params: Any):
         self.context = Context()
         rclpy.init(context=self.context)
-        self.sim = sim_started or FirmwareSimulator(seed=0, **(sim_kwargs or {}))
+        self.sim = sim_started or SimulatorProcess(seed=0, **(sim_kwargs or {}))
         self.sim.start()
         overrides = {"port": self.sim.port, "reconnect_period": 0.1, **params}
         self.node = ArmDriverNode(context=self.context,
@@ -125,6 +134,19 @@ class Rig:
 
     def t102_count(self) -> int:
         return self.sim.stats["T102"]
+
+    def ros_now(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def t102_written(self) -> list[tuple[float, np.ndarray]]:
+        """(simulator receipt time, URDF positions) of every T:102 the firmware read, in order."""
+        from roarm_driver import protocol as proto
+
+        out = []
+        for t, m in self.sim.received_commands():
+            if m.get("T") == 102:
+                out.append((t, joints.firmware_to_urdf(np.array([float(m[k]) for k in proto.T102_KEYS]))))
+        return out
 
     def close(self) -> None:
         try:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from roarm_common.parameters import check_value, parameter_table
 from roarm_driver.arm_driver_node import PARAMETERS
 
 CONFIG = Path(__file__).resolve().parents[2] / "roarm_vla_bringup" / "config" / "arm_driver.yaml"
@@ -17,9 +18,11 @@ def load():
 
 def test_yaml_keys_and_types_match_the_declared_parameters():
     params = load()
-    assert set(params) == set(PARAMETERS)
+    table = parameter_table(PARAMETERS)
+    assert set(params) == set(table)
     for name, value in params.items():
-        assert type(value) is type(PARAMETERS[name][0]), name
+        assert type(value) is type(table[name].default), name
+        assert not check_value(table[name], value), check_value(table[name], value)
 
 
 def test_every_yaml_parameter_has_a_comment_with_its_reason():
@@ -61,20 +64,16 @@ def test_node_loads_the_yaml_through_params_file():
         sim.stop()
 
 
-def test_bad_parameter_fails_configure():
+def test_bad_parameter_is_refused_with_its_allowed_values():
     rclpy = pytest.importorskip("rclpy")
     from rclpy.context import Context
-    from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
     from roarm_driver.arm_driver_node import ArmDriverNode
 
     context = Context()
     rclpy.init(context=context)
     try:
-        node = ArmDriverNode(context=context, parameter_overrides=[Parameter("limit_mode", value="ignore")])
-        try:
-            assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-        finally:
-            node.destroy_node()
+        with pytest.raises(ValueError, match=r"limit_mode='ignore': must be one of \['clamp', 'reject'\]"):
+            ArmDriverNode(context=context, parameter_overrides=[Parameter("limit_mode", value="ignore")])
     finally:
         rclpy.shutdown(context=context)
