@@ -292,8 +292,12 @@ class SimWorldNode(Node):
             handle.get_result_async().add_done_callback(lambda f: (holder.update(result=f.result()), done.set()))
 
         self.move_client.send_goal_async(goal).add_done_callback(on_goal)
-        if not done.wait(timeout):
-            return False, f"arm did not reach the start pose within {timeout:.1f} s"
+        deadline = time.monotonic() + timeout
+        while not done.wait(0.1):
+            if not self.context.ok():  # the process is stopping: the answer can no longer arrive
+                return False, "shutting down"
+            if time.monotonic() > deadline:
+                return False, f"arm did not reach the start pose within {timeout:.1f} s"
         handle = holder.get("handle")
         if handle is None or not handle.accepted:
             return False, "arm_driver rejected the move to the start pose (is it active?)"

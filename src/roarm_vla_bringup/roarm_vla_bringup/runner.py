@@ -117,10 +117,10 @@ def node_command(node: NodeInstance) -> list[str]:
     return base + list(spec.arguments) + node_ros_args(node)
 
 
-def simulator_command(port_file: Path, link: Path) -> list[str]:
+def simulator_command(port_file: Path, link: Path, control: Path) -> list[str]:
     exe = find_executable("roarm_driver", "roarm-firmware-sim")
     base = [str(exe)] if exe is not None else [sys.executable, "-m", "roarm_driver.firmware_sim"]
-    return base + ["--link", str(link), "--port-file", str(port_file)]
+    return base + ["--link", str(link), "--port-file", str(port_file), "--control", str(control)]
 
 
 def dds_environment() -> dict[str, str]:
@@ -206,8 +206,8 @@ class ManagedProcess:
             return False
 
     def output(self) -> str:
-        if self.reader is not None:
-            self.reader.join(timeout=2.0)
+        if self.reader is not None and not self.running():
+            self.reader.join(timeout=2.0)  # the last lines of a process that has exited
         return "\n".join(self.lines)
 
 
@@ -310,6 +310,7 @@ class GraphRunner:
         self.processes: dict[str, ManagedProcess] = {}
         self.simulator: ManagedProcess | None = None
         self.simulator_port: str | None = None
+        self.firmware = None  # SimulatorControl: the simulated arm's state and fault injection (tests, benches)
         self.monitor: TopicMonitor | None = None
         self.activated: list[str] = []
         self.failure: str | None = None
@@ -392,7 +393,8 @@ class GraphRunner:
         self._tmp = tempfile.TemporaryDirectory(prefix="roarm_vla_run_")
         port_file = Path(self._tmp.name) / "port"
         link = Path(self._tmp.name) / "arm"
-        self.simulator = ManagedProcess("firmware_sim", simulator_command(port_file, link), self.echo)
+        control = Path(self._tmp.name) / "control.sock"
+        self.simulator = ManagedProcess("firmware_sim", simulator_command(port_file, link, control), self.echo)
         self.simulator.start()
         deadline = time.monotonic() + SERVICE_WAIT_S
         while not port_file.exists():
@@ -404,6 +406,9 @@ class GraphRunner:
                                    f"{SERVICE_WAIT_S:.0f} s")
             time.sleep(0.05)
         self.simulator_port = str(link)
+        from roarm_driver.sim_process import SimulatorControl
+
+        self.firmware = SimulatorControl.connect(str(control))
         self.log(f"firmware simulator on {port_file.read_text().strip()} (link {link})")
         for node_name, param in SIM_PORT_TARGETS:
             for node in self.graph.nodes:
@@ -437,6 +442,9 @@ class GraphRunner:
             return
         self._stopping.set()
         with self._lock:
+            if self.firmware is not None:
+                self.firmware.close()
+                self.firmware = None
             self._stop_processes()
             if self._supervisor is not None:
                 self._supervisor.join(timeout=2.0)

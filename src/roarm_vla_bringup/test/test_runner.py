@@ -1,125 +1,165 @@
-"""The plain-Python runner: the graph it builds, the parameters each node received, topics flowing end to end."""
+"""The plain-Python runner, one process per node: the command lines it builds, the parameters each node process
+holds (asked over the node's own parameter services), lifecycle through the standard services, a dead node
+reported or respawned, clean stops, topics flowing end to end."""
 
-import importlib.util
+import dataclasses
 import math
+import os
+import signal
 import time
 
 import pytest
 
 pytest.importorskip("rclpy")
 from roarm_vla_bringup import graph as g  # noqa: E402
-from roarm_vla_bringup.runner import GraphRunner, main, node_cli_args, parse_sets  # noqa: E402
-
-
-def _available(*node_names):
-    """Skip unless the Python modules of these graph nodes exist (other engineers' nodes arrive over time)."""
-    specs = {s.name: s for s in g.NODES}
-    for name in node_names:
-        module = specs[name].node_class.partition(":")[0]
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            pytest.skip(f"{module} (node {name}) is not there yet")
+from roarm_vla_bringup.runner import GraphRunner, NodeExited, main, node_ros_args, parse_sets  # noqa: E402
 
 
 def _assert_received(runner: GraphRunner, name: str):
-    """Every value the graph assigns to node `name` (YAML layers + overrides) is what the node holds."""
-    node = runner.nodes[name]
-    expected = runner.graph.node(name).parameters()
-    undeclared = sorted(k for k in expected if not node.has_parameter(k))
+    """Every value the graph hands node `name` (YAML layers, launch-only values, overrides) is what its process holds."""
+    expected = runner.graph.node(name).launch_parameters()
+    declared = set(runner.list_parameters(name))
+    undeclared = sorted(k for k in expected if k not in declared)
     assert not undeclared, f"{name}: YAML/override keys the node does not declare (silently lost): {undeclared}"
+    got = runner.get_parameters(name, sorted(expected))
     for key, value in expected.items():
-        got = node.get_parameter(key).value
-        if isinstance(value, float) or isinstance(got, float):
-            assert math.isclose(float(got), float(value)), (name, key, got, value)
+        if isinstance(value, float) or isinstance(got[key], float):
+            assert math.isclose(float(got[key]), float(value)), (name, key, got[key], value)
         elif isinstance(value, list):
-            assert list(got) == value, (name, key, got, value)
+            assert list(got[key]) == value, (name, key, got[key], value)
         else:
-            assert got == value, (name, key, got, value)
+            assert got[key] == value, (name, key, got[key], value)
 
 
-def test_cli_args_carry_files_and_remaps():
-    graph = g.load_graph("pick", sim=True)
+def _assert_clean_exit(runner: GraphRunner, names):
+    for name in names:
+        proc = runner.processes[name]
+        assert proc.returncode == 0, (name, proc.returncode, proc.output()[-3000:])
+        assert "Traceback" not in proc.output(), (name, proc.output()[-3000:])
+
+
+def test_node_ros_args_carry_files_overrides_and_remaps():
+    graph = g.load_graph("pick", sim=True, overrides={"vla_policy.ema_alpha": "0.5"})
+    policy = graph.node("vla_policy")
+    args = node_ros_args(policy)
+    assert args[:3] == ["--ros-args", "-r", "__node:=vla_policy"]
+    assert args[3:5] == ["--params-file", str(g.config_path("vla_policy.yaml"))]
+    assert args[args.index("ema_alpha:=0.5") - 1] == "-p"
     ghost = graph.node("predicted_state_publisher")
-    assert node_cli_args(ghost)[:3] == ["--ros-args", "--params-file", str(g.config_path("robot_state_publisher.yaml"))]
-    assert "joint_states:=vla/predicted_joint_states" in node_cli_args(ghost)
+    assert "joint_states:=vla/predicted_joint_states" in node_ros_args(ghost)
     assert parse_sets(['task:="Pick up"', "vla_policy.ema_alpha:=0.5"]) == {"task": '"Pick up"',
                                                                              "vla_policy.ema_alpha": "0.5"}
 
 
-def test_runner_hands_each_node_its_layered_parameters():
+def test_node_process_holds_its_layered_parameters_and_stops_cleanly():
     graph = g.load_graph("pick", sim=True, overrides={"action_visualizer.line_width": "0.02",
                                                       "action_visualizer.start_color": "[0.0, 0.0, 1.0, 1.0]"})
     lines = []
     with GraphRunner(graph, log=lines.append, only={"action_visualizer"}) as runner:
-        assert set(runner.nodes) == {"action_visualizer"}
+        assert set(runner.processes) == {"action_visualizer"}
         _assert_received(runner, "action_visualizer")
-        assert runner.nodes["action_visualizer"].get_parameter("line_width").value == 0.02
-        # YAML value kept where nothing overrides it
-        assert runner.nodes["action_visualizer"].get_parameter("ghost_rate").value == 10.0
-        assert runner.simulator is not None and runner.simulator.connected
-    assert runner.simulator is None and not runner.context.ok()
+        values = runner.get_parameters("action_visualizer", ["line_width", "ghost_rate"])
+        assert values == {"line_width": 0.02, "ghost_rate": 10.0}  # override; YAML value where nothing overrides
+        assert runner.simulator.running() and runner.firmware.connected
+        pid = runner.processes["action_visualizer"].pid
+    assert pid != os.getpid()
+    assert not runner.simulator.running() and runner.simulator.returncode == 0
+    _assert_clean_exit(runner, ["action_visualizer"])
     assert any("robot_state_publisher" in line and "C++" in line for line in lines)
+    assert any(line.startswith("[action_visualizer] ") for line in lines)  # output prefixed with the node name
 
 
-def test_every_available_python_node_receives_its_parameters():
+def test_a_node_that_dies_is_named_with_its_exit_code_and_the_graph_stops():
+    graph = g.load_graph("pick", sim=True)
+    lines = []
+    with GraphRunner(graph, log=lines.append, only={"action_visualizer"}) as runner:
+        runner.get_parameters("action_visualizer", ["line_width"])  # up and serving
+        runner.processes["action_visualizer"].signal(signal.SIGKILL)
+        with pytest.raises(NodeExited, match=r"action_visualizer exited with code -9"):
+            runner.spin_for(20.0)
+        deadline = time.monotonic() + 30.0
+        while runner.simulator.running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not runner.simulator.running()  # the rest of the graph was stopped
+    assert any("action_visualizer exited with code -9; stopping the graph" in line for line in lines)
+
+
+def test_a_respawning_node_is_started_again():
+    graph = g.load_graph("pick", sim=True)
+    node = graph.node("action_visualizer")
+    node.spec = dataclasses.replace(node.spec, respawn=True, respawn_delay=0.2)
+    lines = []
+    with GraphRunner(graph, log=lines.append, only={"action_visualizer"}) as runner:
+        proc = runner.processes["action_visualizer"]
+        first_pid = proc.pid
+        proc.signal(signal.SIGKILL)
+        deadline = time.monotonic() + 30.0
+        while (proc.starts < 2 or not proc.running()) and time.monotonic() < deadline:
+            runner.spin_for(0.1)
+        assert proc.starts == 2 and proc.pid != first_pid
+        _assert_received(runner, "action_visualizer")  # the new process got the same parameters
+        runner.check()  # no failure recorded
+    assert any("action_visualizer exited with code -9; respawning" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_sigint_at_any_moment_ends_every_node_with_status_zero():
+    # However the signal lands (right after activation, while images and plans flow), the nodes exit 0 without a
+    # traceback, and the driver, stopped before the simulator, logs no false "serial link lost".
     graph = g.load_graph("pick", sim=True, controller="expert")
-    names = []
-    for node in graph.python_nodes:
-        try:
-            _available(node.name)
-            names.append(node.name)
-        except pytest.skip.Exception:
-            continue
-    if not names:
-        pytest.skip("no node of the graph exists yet")
-    # Lifecycle nodes are configured and activated by the runner; the others just start.
-    with GraphRunner(graph, log=lambda _: None, only=set(names)) as runner:
+    names = [n.name for n in graph.python_nodes]
+    for delay in (0.0, 0.7, 1.9, 3.1):
+        with GraphRunner(graph, log=lambda _: None) as runner:
+            runner.spin_for(delay)
+        _assert_clean_exit(runner, names)
+        assert "serial link lost" not in runner.output("arm_driver")
+
+
+@pytest.mark.slow
+def test_every_python_node_receives_its_parameters_and_lifecycle_nodes_are_active():
+    graph = g.load_graph("pick", sim=True, controller="expert")
+    names = [n.name for n in graph.python_nodes]
+    with GraphRunner(graph, log=lambda _: None) as runner:
         for name in names:
             _assert_received(runner, name)
-        assert set(runner.activated) == {n for n in names if graph.node(n).spec.lifecycle}
+        lifecycle = [n for n in names if graph.node(n).spec.lifecycle]
+        assert lifecycle and runner.activated == lifecycle
+        assert all(runner.lifecycle_state(n) == "active" for n in lifecycle)
+    _assert_clean_exit(runner, names)
+    # the driver stops before the simulator: no false alarm about the serial line at shutdown
+    assert "serial link lost" not in runner.output("arm_driver")
 
 
 @pytest.mark.slow
 def test_sim_expert_graph_topics_flow_end_to_end():
-    _available("arm_driver", "sim_world", "scripted_expert")
     graph = g.load_graph("pick", sim=True, controller="expert")
     topics = ("joint_states", "camera/image_raw", "camera/camera_info", "sim/box_pose", "joint_trajectory",
               "diagnostics")
     with GraphRunner(graph, log=lambda _: None) as runner:
-        # The expert starts streaming once sim_world has reset the episode (a few seconds on a loaded machine).
-        runner.spin_for(4.0)
-        deadline = time.monotonic() + 30.0
+        deadline = time.monotonic() + 60.0
         while time.monotonic() < deadline and not all(runner.topic_counts()[t] for t in topics):
             runner.spin_for(0.5)
         counts = runner.topic_counts()
-        rates = runner.topic_rates(window=3.0)
+        driver = runner.diagnostics("arm_driver")
     for topic in topics:
         assert counts[topic] > 0, f"nothing on {topic}: {counts}"
-    # Loose floors (2 shared cores): the nominal rates are ~50 Hz and 30 Hz.
-    assert rates["joint_states"] > 10.0, rates
-    assert rates["camera/image_raw"] > 5.0, rates
+    assert driver, "no diagnostics from arm_driver"
 
 
 @pytest.mark.slow
 def test_sim_policy_graph_shows_predicted_actions(tmp_path):
-    # The whole pick graph with a tiny random SmolVLA (offline): chunks reach the visualizer, markers and the ghost
-    # pose come out, while the arm and the simulated camera keep streaming.
-    _available("arm_driver", "sim_world", "vla_policy", "action_visualizer")
+    # The whole pick graph with a tiny random SmolVLA (offline), each node its own process: plans reach the
+    # visualizer, markers and the ghost pose come out, while the arm and the simulated camera keep streaming.
     tiny = pytest.importorskip("roarm_training.small_smolvla")
     checkpoint = tiny.build_tiny_checkpoint(tmp_path / "ckpt")
     graph = g.load_graph("pick", sim=True, overrides={"checkpoint": str(checkpoint), "task": "Pick up the white box"})
     with GraphRunner(graph, log=lambda _: None) as runner:
         assert runner.activated == ["arm_driver", "vla_policy"]
-        runner.monitor.reset()
-        runner.spin_for(8.0)
+        runner.wait_for_topic("vla/markers", count=2, timeout=120.0)
         counts = runner.topic_counts()
-    for topic in ("joint_states", "camera/image_raw", "vla/action_chunk", "vla/markers",
+    for topic in ("joint_states", "camera/image_raw", "joint_trajectory", "vla/markers",
                   "vla/predicted_joint_states", "sim/box_pose"):
         assert counts[topic] > 0, f"nothing on {topic}: {counts}"
-    assert counts["vla/markers"] >= counts["vla/action_chunk"] - 1  # one MarkerArray per chunk
 
 
 def test_cli_show_prints_the_graph(capsys):
