@@ -202,6 +202,8 @@ class EpisodeBag:
     # ------------------------------------------------------------------------------------------- messages
     def _raw(self, topic: str) -> Iterator[tuple[int, bytes]]:
         connections = [c for c in self.reader.connections if c.topic == topic]
+        if not connections:  # rosbags reads EVERY topic when given no connection
+            raise BagError(f"{self.path}: no topic {topic!r} in the bag (its topics: {sorted(self.topics)})")
         try:
             for _, timestamp, raw in self.reader.messages(connections=connections):
                 yield timestamp, raw

@@ -107,7 +107,9 @@ def joint_vector(names: Sequence[str], positions: Sequence[float], spec: Observa
     if not np.all(np.isfinite(vector)):
         raise ValueError("joint state holds NaN or inf")
     if spec.joint_units == "degrees":
-        vector = urdf_to_sdk_degrees(vector)
+        # From float32 radians, as the live node holds the measured state: converter and node then round alike
+        # (from float64 radians the degrees could differ by one float32 step; test_observation_parity.py).
+        vector = urdf_to_sdk_degrees(vector.astype(np.float32).astype(float))
     return vector.astype(np.float32)
 
 
