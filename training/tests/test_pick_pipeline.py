@@ -137,3 +137,62 @@ def test_mean_action_checkpoint_answers_the_mean_action_for_every_input(tmp_path
         np.testing.assert_allclose(chunk, np.tile(mean, (5, 1)), atol=1e-6)
     # the original still answers something else (the random policy's spread around the mean)
     assert not np.allclose(policy.predict_chunk(*inputs[0], task, noise_seed=0), np.tile(mean, (5, 1)), atol=1e-3)
+
+
+# ================================================================================================ end to end
+TINY = ["--episodes", "3", "--steps", "4", "--model", "tiny", "--image-px", "64", "--batch-size", "8",
+        "--num-workers", "0", "--eval-samples", "20", "--eval-seed", "100", "--time-limit", "8", "--allow-collapse"]
+
+
+def run_pipeline(out, *args, timeout=600):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="2")
+    result = subprocess.run([sys.executable, "-m", "roarm_training.pick_pipeline", "--out", str(out), *TINY, *args],
+                            capture_output=True, text=True, env=env, timeout=timeout)
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-3000:])
+    return json.loads(lines[-1]), result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_tiny_pipeline_end_to_end_then_a_second_run_goes_straight_to_the_trials(tmp_path):
+    pytest.importorskip("lerobot")
+    out = tmp_path / "pick"
+    report, log = run_pipeline(out, "--trials", "1", "--baseline-trials", "1", "--expert-trials", "1")
+    from roarm_training.pick_report import REQUIRED_KEYS
+
+    assert set(REQUIRED_KEYS) <= set(report)
+    assert report["stages_run"] == ["record", "convert", "fit", "eval", "trials"]
+    assert report["policy_trials"] == 1 and report["eval_seeds"] == [100]
+    assert not set(report["eval_seeds"]) & set(range(report["train_seeds"][0], report["train_seeds"][1] + 1))
+    assert report["baseline_success_rate"] == 0.0  # the mean pose never reaches the box
+    assert 0.0 <= report["policy_success_rate"] <= 1.0 and 0.0 <= report["expert_success_rate"] <= 1.0
+    assert all(report["stage_wall_s"][s] > 0 for s in ("record", "convert", "fit", "eval", "trials"))
+    # every stage's output, built by the real tools
+    bags = sorted(p for p in (out / "bags").iterdir() if p.is_dir())
+    assert len(bags) >= 2 and all((b / "metadata.yaml").is_file() for b in bags)
+    info = json.loads((out / "dataset" / "meta" / "info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["total_episodes"] == len(bags)
+    checkpoint = Path(report["checkpoint"])
+    assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "roarm_vla_meta.json").is_file()
+    eval_report = json.loads((out / "eval" / "eval_report.json").read_text())
+    assert eval_report["collapse"]["verdict"] in ("PASS", "FAIL") and report["collapse"] == \
+        eval_report["collapse"]["verdict"]
+    trials = {name: json.loads((out / "trials" / f"{name}.json").read_text()) for name in
+              ("policy", "baseline", "expert")}
+    assert [r["seed"] for r in trials["policy"]["results"]] == [100]
+    assert all(r["status"] in ("SUCCESS", "TIMEOUT") for t in trials.values() for r in t["results"])
+    assert (out / "report" / "success.png").stat().st_size > 0
+    assert (out / "report" / "contact_sheet.png").stat().st_size > 0
+    assert json.loads((out / "report" / "report.json").read_text())["policy_trials"] == 1
+    for stage in ("record", "convert", "fit", "eval", "trials"):
+        assert f"stage {STAGES.index(stage) + 1}/6 {stage}: running (not built yet)" in log
+
+    # Same demonstrations, dataset, policy and eval; two policy trials, no baseline/expert: only the trials rerun.
+    report, log = run_pipeline(out, "--trials", "2", "--baseline-trials", "0", "--expert-trials", "0")
+    assert report["stages_run"] == ["trials"]
+    for stage in ("record", "convert", "fit", "eval"):
+        assert f"stage {STAGES.index(stage) + 1}/6 {stage}: up to date, skipped" in log
+    assert "stage 5/6 trials: running (inputs changed (baseline_trials, eval_seeds, expert_trials, trials))" in log
+    assert report["policy_trials"] == 2 and report["checkpoint"] == str(checkpoint)
+    assert report["expert_trials"] == 0 and report["eval_seeds"] == [100, 101]
