@@ -54,7 +54,7 @@ def start_node(module: str, params: dict[str, Any], log_path: Path, name: str | 
     return subprocess.Popen(args, env=child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def stop_process(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 15.0) -> int:
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
     if proc.poll() is None:
         proc.send_signal(sig)
         try:
@@ -133,7 +133,7 @@ class Peer:
             self.published[topic] += 1
 
     # -------------------------------------------------------------------------------- recorder interface
-    def start_episode(self, task: str = "Pick up the white box", max_duration: float = 0.0, timeout: float = 20.0):
+    def start_episode(self, task: str = "Pick up the white box", max_duration: float = 0.0, timeout: float = 60.0):
         assert self.action.wait_for_server(timeout_sec=timeout), "record_episode server not available"
         self.feedback.clear()
         future = self.action.send_goal_async(RecordEpisode.Goal(task=task, max_duration=max_duration),
@@ -141,14 +141,14 @@ class Peer:
         wait_for(future.done, timeout, "goal response")
         return future.result()
 
-    def result(self, handle, timeout: float = 30.0):
+    def result(self, handle, timeout: float = 60.0):
         future = handle.get_result_async()
         wait_for(future.done, timeout, "the episode's result")
         wrapped = future.result()
         return wrapped.status, wrapped.result
 
-    def stop(self, keep: bool, timeout: float = 30.0) -> StopEpisode.Response:
-        assert self.stop_client.wait_for_service(timeout_sec=10.0)
+    def stop(self, keep: bool, timeout: float = 60.0) -> StopEpisode.Response:
+        assert self.stop_client.wait_for_service(timeout_sec=30.0)
         future = self.stop_client.call_async(StopEpisode.Request(keep=keep))
         wait_for(future.done, timeout, "stop_episode reply")
         return future.result()

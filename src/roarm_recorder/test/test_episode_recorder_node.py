@@ -57,7 +57,7 @@ def read_bag(path: Path):
     return messages, info
 
 
-def wait_counts(peer: Peer, at_least: int, timeout: float = 20.0):
+def wait_counts(peer: Peer, at_least: int, timeout: float = 60.0):
     return wait_for(lambda: peer.feedback and min(peer.feedback[-1].counts[:3]) >= at_least, timeout,
                     f"feedback with >= {at_least} messages on each published topic")
 
@@ -75,7 +75,7 @@ def test_record_keep_discard_and_cancel(tmp_path, peer):
         # the leader topic is configured but nobody publishes it: reported silent, never a crash
         assert peer.feedback[-1].silent_for[3] == -1.0
         wait_for(lambda: any(s.level == DiagnosticStatus.WARN and "leader/joint_states" in s.message
-                             for s in peer.diagnostics[-5:]), 10, "WARN diagnostic naming the silent topic")
+                             for s in peer.diagnostics[-5:]), 30, "WARN diagnostic naming the silent topic")
         reply = peer.stop(keep=True)
         status, result = peer.result(handle)
         assert reply.success and status == GoalStatus.STATUS_SUCCEEDED
@@ -117,7 +117,7 @@ def test_record_keep_discard_and_cancel(tmp_path, peer):
 
         # --- episode 1: discarded: nothing of it is left
         handle = peer.start_episode("Pick up the white box")
-        wait_for(lambda: peer.feedback and peer.feedback[-1].episode_index == 1, 10, "episode 1 feedback")
+        wait_for(lambda: peer.feedback and peer.feedback[-1].episode_index == 1, 30, "episode 1 feedback")
         discarded_path = Path(peer.feedback[-1].bag_path)
         assert (discarded_path / MARKER).exists()  # marked while it is written
         reply = peer.stop(keep=False)
@@ -131,7 +131,7 @@ def test_record_keep_discard_and_cancel(tmp_path, peer):
         assert handle.accepted and not refused.accepted
         wait_counts(peer, 3)
         cancel = handle.cancel_goal_async()
-        wait_for(cancel.done, 10, "cancel reply")
+        wait_for(cancel.done, 30, "cancel reply")
         status, result = peer.result(handle)
         assert status == GoalStatus.STATUS_CANCELED and not result.kept and result.end_reason == "cancelled"
 
@@ -166,7 +166,7 @@ def test_sigkill_mid_episode_loses_no_finished_episode(tmp_path, peer):
         finished = Path(first.bag_path)
         before = _tree_digest(finished)
         handle = peer.start_episode()
-        wait_for(lambda: peer.feedback and peer.feedback[-1].episode_index == 1 and min(peer.feedback[-1].counts[:3]) >= 40, 20,
+        wait_for(lambda: peer.feedback and peer.feedback[-1].episode_index == 1 and min(peer.feedback[-1].counts[:3]) >= 40, 60,
                  "episode 1 under way")
         partial = Path(peer.feedback[-1].bag_path)
     finally:
@@ -228,7 +228,7 @@ def test_missing_folder_and_no_permission_fail_the_goal_with_an_error_diagnostic
         wait_counts(peer, 3)
         peer.stop(keep=True)
         assert peer.result(handle)[1].kept
-        wait_for(lambda: peer.diagnostics and peer.diagnostics[-1].level != DiagnosticStatus.ERROR, 10,
+        wait_for(lambda: peer.diagnostics and peer.diagnostics[-1].level != DiagnosticStatus.ERROR, 30,
                  "ERROR cleared after a good episode")
     finally:
         stop_process(proc)
