@@ -65,6 +65,16 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def _die_with_parent() -> None:
+    """preexec_fn: the kernel sends SIGTERM to the simulator when the process that started it dies (no orphans)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class ControlServer:
     """Serves a FirmwareSimulator's API on a Unix socket (runs in the simulator's process)."""
 
@@ -281,7 +291,8 @@ class SimulatorProcess(SimulatorControl):
         if self.proc is not None:
             return self.link_path
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                     preexec_fn=_die_with_parent)
         line = self.proc.stdout.readline()  # the port path, printed once the pty and the control socket are up
         if not line.strip():
             self.proc.kill()

@@ -106,8 +106,13 @@ class Rig:
         self.sim = sim_started or SimulatorProcess(seed=0, **(sim_kwargs or {}))
         self.sim.start()
         overrides = {"port": self.sim.port, "reconnect_period": 0.1, **params}
-        self.node = ArmDriverNode(context=self.context,
-                                  parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+        try:
+            self.node = ArmDriverNode(context=self.context,
+                                      parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+        except BaseException:
+            self.sim.stop()
+            rclpy.shutdown(context=self.context)
+            raise
         self.probe = Probe(self.context)
         self.executor = (MultiThreadedExecutor(num_threads=4, context=self.context) if executor == "multi"
                          else SingleThreadedExecutor(context=self.context))
@@ -116,7 +121,11 @@ class Rig:
         self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
         if start:
-            self.start()
+            try:
+                self.start()
+            except BaseException:
+                self.close()
+                raise
 
     def _spin(self) -> None:
         try:

@@ -191,8 +191,8 @@ LAUNCH_ARGS: tuple[LaunchArg, ...] = (
     LaunchArg("precision", "Policy precision: fp32, bf16, fp16 (GPU), int8 or int4 (GPU)",
               (("vla_policy", "precision"),)),
     LaunchArg("device", "Torch device of the policy: cpu, cuda or cuda:N", (("vla_policy", "device"),)),
-    LaunchArg("control_rate", "Rate (Hz) at which the policy streams setpoints to the arm",
-              (("vla_policy", "control_rate"),), type=float),
+    LaunchArg("ema_alpha", "Weight of the newest plan in the policy's EMA smoothing (0..1; 1 = no smoothing)",
+              (("vla_policy", "ema_alpha"),), type=float),
 )
 
 # record only (record.launch.py declares them; the runner takes them as --set NAME:=VALUE).

@@ -39,16 +39,16 @@ def test_sim_swaps_camera_for_sim_world_and_expert_for_policy():
 
 
 def test_launch_args_override_typed_parameters():
-    graph = g.load_graph("pick", overrides={"task": "Pick up the red box", "control_rate": "15",
+    graph = g.load_graph("pick", overrides={"task": "Pick up the red box", "ema_alpha": "1",
                                             "serial_port": "/dev/ttyUSB3", "checkpoint": "", "precision": "bf16"})
     policy = graph.node("vla_policy")
-    assert policy.overrides == {"task": "Pick up the red box", "control_rate": 15.0, "precision": "bf16"}
-    assert isinstance(policy.overrides["control_rate"], float)
+    assert policy.overrides == {"task": "Pick up the red box", "ema_alpha": 1.0, "precision": "bf16"}
+    assert isinstance(policy.overrides["ema_alpha"], float)
     assert graph.node("arm_driver").overrides == {"port": "/dev/ttyUSB3"}
     # Empty = keep the YAML's value: no override at all.
     assert "checkpoint" not in policy.overrides
     with pytest.raises(ValueError, match="cannot read 'fast' as float"):
-        g.load_graph("pick", overrides={"control_rate": "fast"})
+        g.load_graph("pick", overrides={"ema_alpha": "fast"})
 
 
 def test_free_overrides_and_errors():

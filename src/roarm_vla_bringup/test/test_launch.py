@@ -69,7 +69,7 @@ def _node_parameters(node, context):
 @pytest.mark.parametrize("args", [
     {"sim": "true"},
     {"sim": "true", "controller": "expert"},
-    {"sim": "false", "task": "Pick up the red box", "control_rate": "12", "serial_port": "/dev/ttyUSB1",
+    {"sim": "false", "task": "Pick up the red box", "ema_alpha": "0.5", "serial_port": "/dev/ttyUSB1",
      "camera_device": "/dev/video2", "checkpoint": "/models/smolvla_roarm", "precision": "bf16"},
 ])
 def test_pick_launch_matches_graph(args):
@@ -116,7 +116,7 @@ def test_pick_launch_matches_graph(args):
     assert len([a for a in actions if isinstance(a, EmitEvent)]) == len(lifecycle)
     assert len([a for a in actions if isinstance(a, RegisterEventHandler)]) == len(lifecycle)
     if not sim:
-        assert by_name["vla_policy"] and graph.node("vla_policy").overrides["control_rate"] == 12.0
+        assert by_name["vla_policy"] and graph.node("vla_policy").overrides["ema_alpha"] == 0.5
         assert _node_parameters(by_name["vla_policy"], context)["task"] == "Pick up the red box"
         assert _node_parameters(by_name["arm_driver"], context)["port"] == "/dev/ttyUSB1"
     # the launch file drives the lifecycle: the nodes' own main() must not configure/activate them
