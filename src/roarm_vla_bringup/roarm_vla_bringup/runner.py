@@ -47,8 +47,8 @@ from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any, Callable
 
-from roarm_vla_bringup.graph import (GRAPH_NAMES, LAUNCH_ARGS, SIM_PORT_TARGETS, Graph, NodeInstance, config_path,
-                                    load_graph)
+from roarm_vla_bringup.graph import (GRAPH_NAMES, RECORD_CONTROLLERS, SIM_PORT_TARGETS, Graph,
+                                    NodeInstance, config_path, launch_args, load_graph)
 
 PR_SET_PDEATHSIG = 1
 DEFAULT_GRACE_S = 10.0  # SIGINT -> SIGTERM (launch's sigterm_timeout is 5 s; a driver shutdown can take longer)
@@ -669,14 +669,15 @@ def format_rates(rates: dict[str, float], counts: dict[str, int], not_counted: l
 
 
 def main(argv: list[str] | None = None) -> int:
-    arg_names = ", ".join(a.name for a in LAUNCH_ARGS)
+    arg_names = ", ".join(a.name for a in launch_args("record"))
     parser = argparse.ArgumentParser(prog="roarm-vla", description="Run roarm-vla's node graph, one process per node.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start a graph, run it for a while, print per-topic rates")
     run.add_argument("graph", choices=GRAPH_NAMES)
     run.add_argument("--sim", action="store_true", help="firmware simulator + sim_world instead of arm and camera")
-    run.add_argument("--controller", choices=("policy", "expert"), default="policy",
-                     help="who drives the arm (expert = scripted_expert, sim only)")
+    run.add_argument("--controller", choices=RECORD_CONTROLLERS, default="policy",
+                     help="who drives the arm: policy, expert (scripted_expert, sim only); record graph also "
+                          "leader (leader-follower teleop) and hand (hand-guiding)")
     run.add_argument("--duration", type=float, default=20.0, help="seconds to run (0 = until Ctrl-C)")
     run.add_argument("--only", action="append", default=None, metavar="NODE",
                      help="start only these nodes of the graph (repeatable; default all)")
