@@ -42,5 +42,6 @@ def test_mode_validation():
     assert check_mode("fp16", "cuda") == "fp16"
     from vla_policy_node.openvino_export import openvino_available
 
-    assert modes_for_device("cpu") == ["fp32", "bf16", "int8"] + (["openvino"] if openvino_available() else [])
+    optional = ["openvino", "openvino_bf16"] if openvino_available() else []
+    assert modes_for_device("cpu") == ["fp32", "bf16", "int8"] + optional
     assert modes_for_device("cuda:0") == ["fp32", "bf16", "fp16", "int8", "int4"]

@@ -1,4 +1,5 @@
-"""Speed modes on a real tiny SmolVLA: the OpenVINO mode (vision + flow step exported), the stage profiler.
+"""Speed levers on a real tiny SmolVLA: the OpenVINO modes (vision + flow step exported, f32 and bf16), the
+flow-step count, the stage profiler.
 
 No timing thresholds (timings are bench/ figures): these check that the modes load, give finite chunks of the
 right shape that stay within a stated fraction of fp32, that the OpenVINO graphs are really used (no torch
@@ -13,7 +14,7 @@ import pytest
 
 from roarm_description.joints import HOME_POSITIONS, JOINT_NAMES
 from vla_policy_node.policy_runtime import PolicyRuntime, RuntimeConfig
-from vla_policy_node.precision_compare import compare_precisions
+from vla_policy_node.precision_compare import compare_precisions, flow_steps_sweep
 from vla_policy_node.stage_profile import STAGES, StageProfiler, median_profile
 
 TASK = "Pick up the white box"
@@ -59,13 +60,53 @@ def test_openvino_mode_matches_fp32_and_uses_its_graphs(tiny_checkpoint, openvin
     assert "vision_model+connector (OpenVINO f32)" in " ".join(runtime.precision_report.converted)
 
 
+def test_openvino_bf16_mode_runs_graphs_in_bf16_and_the_prefix_in_bf16(tiny_checkpoint, openvino_cache):
+    import torch
+
+    image, state = observation()
+    results = {r.mode: r for r in compare_precisions(str(tiny_checkpoint), ["openvino_bf16", "bf16"], repeats=1,
+                                                     image=image, state=state)}
+    assert results["openvino_bf16"].error == "", results["openvino_bf16"].error
+    # Reduced precision: not identical to fp32, yet within the bound the torch bf16 mode is held to
+    # (test_policy_runtime: 0.25 of the flow displacement).
+    assert 0 < results["openvino_bf16"].rel_dev < 0.25
+    runtime = PolicyRuntime(RuntimeConfig(checkpoint=str(tiny_checkpoint), precision="openvino_bf16"))
+    parts = runtime.policy.openvino_parts
+    assert parts.vision.precision_hint == parts.expert.precision_hint == "bf16"
+    text_model = runtime.policy.model.vlm_with_expert.get_vlm_model().text_model
+    assert text_model.get_input_embeddings().weight.dtype == torch.bfloat16  # the prefix pass runs in bf16
+    chunk = runtime.predict_chunk(image, state, TASK, noise_seed=2)
+    assert chunk.shape == (10, len(JOINT_NAMES)) and np.all(np.isfinite(chunk))
+    assert parts.torch_fallback_steps == 0  # the bf16 KV cache was fed to the f32-input expert graph
+
+
 def test_openvino_missing_gives_a_clear_error(tiny_checkpoint, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # what Python does for a package that is not installed
-    with pytest.raises(ValueError, match="pip install openvino"):
-        PolicyRuntime(RuntimeConfig(checkpoint=str(tiny_checkpoint), precision="openvino"))
+    for mode in ("openvino", "openvino_bf16"):
+        with pytest.raises(ValueError, match="pip install openvino"):
+            PolicyRuntime(RuntimeConfig(checkpoint=str(tiny_checkpoint), precision=mode))
     from vla_policy_node.precision import modes_for_device
 
-    assert "openvino" not in modes_for_device("cpu")
+    assert not {"openvino", "openvino_bf16"} & set(modes_for_device("cpu"))
+
+
+def test_flow_steps_setting_changes_the_step_count_and_the_sweep_reports_deviation(tiny_checkpoint):
+    image, state = observation()
+    runtime = PolicyRuntime(RuntimeConfig(checkpoint=str(tiny_checkpoint), flow_steps=3))
+    with StageProfiler(runtime) as profiler:
+        profile = profiler.run(image, state, TASK, noise_seed=1)
+    assert profile.calls["flow_steps"] == 3 and profile.prefix_passes_with_cache_fill == 1
+    ten = PolicyRuntime(RuntimeConfig(checkpoint=str(tiny_checkpoint))).predict_chunk(image, state, TASK, 1)
+    assert not np.allclose(runtime.predict_chunk(image, state, TASK, 1), ten)  # fewer Euler steps, other chunk
+
+    samples = [observation(seed) for seed in range(2)]
+    rows = {row["steps"]: row for row in flow_steps_sweep(str(tiny_checkpoint), [10, 3], samples=samples,
+                                                          repeats=1)}
+    assert rows[10]["max_abs_dev_rad"] == 0.0 and rows[10]["rel_dev"] == 0.0  # the reference itself
+    assert rows[3]["max_abs_dev_rad"] > 0 and rows[3]["rel_dev"] > 0
+    # The tiny checkpoint's action std is 0.5 rad on every joint (default_stats): fraction = rad / 0.5.
+    assert rows[3]["max_dev_frac_std"] == pytest.approx(rows[3]["max_abs_dev_rad"] / 0.5, rel=1e-6)
+    assert rows[3]["mean_dev_frac_std"] == pytest.approx(rows[3]["mean_abs_dev_rad"] / 0.5, rel=1e-6)
 
 
 def test_openvino_is_a_cpu_mode():

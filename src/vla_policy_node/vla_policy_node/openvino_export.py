@@ -15,8 +15,14 @@ action expert over the cached prefix, ``num_steps`` times). Two of them become O
 
 The prefix pass stays in torch (a short sequence, about 5-10 % of the chunk).
 
-Float32 on purpose: on this Xeon (avx512_bf16, no AMX) the plugin's default bf16 hint made the vision graph
-4.6x SLOWER than f32 and moved the image embedding by 8.6 %, so the precision hint is set to f32 explicitly.
+Two modes, by the plugin's inference precision hint (set explicitly, never the plugin's CPU-dependent default):
+- ``openvino``: ``f32``, the same computation as torch fp32 (only summation order differs); the prefix pass in
+  torch float32.
+- ``openvino_bf16``: ``bf16`` (the plugin keeps its own sensitive ops in f32), and the prefix pass's text layers
+  in torch bfloat16 (their KV cache is cast back to float32 for the expert graph's inputs). Made for CPUs with
+  AMX (``amx_bf16`` in /proc/cpuinfo, Sapphire Rapids and later): on a Xeon with avx512_bf16 but no AMX the bf16
+  hint made the vision graph 4.6x SLOWER than f32 (measured by the earlier try), so :func:`cpu_has_amx_bf16`
+  is logged at load.
 
 Graphs are converted with ``ov.convert_model`` (tracing the torch modules), cached on disk keyed by a hash of the
 weights and the input shapes (a re-trained checkpoint never reuses a stale graph; ``ROARM_VLA_OPENVINO_CACHE``,
@@ -68,6 +74,17 @@ def openvino_available() -> bool:
     return True
 
 
+PRECISION_HINTS = ("f32", "bf16")
+
+
+def cpu_has_amx_bf16() -> bool:
+    """True when the CPU advertises AMX bf16 tiles (where OpenVINO's and oneDNN's bf16 kernels are fast)."""
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "roarm_vla" / "openvino"))
 
@@ -85,7 +102,9 @@ class OpenVinoGraph:
     """One torch module as a compiled OpenVINO graph for fixed input shapes (converted or read from the cache)."""
 
     def __init__(self, module: nn.Module, example: Sequence[torch.Tensor], *, name: str, threads: int,
-                 cache: bool = True):
+                 cache: bool = True, precision_hint: str = "f32"):
+        if precision_hint not in PRECISION_HINTS:
+            raise ValueError(f"OpenVINO precision hint must be one of {PRECISION_HINTS}, got {precision_hint!r}")
         ov = require_openvino()
         start = time.perf_counter()
         self.name = name
@@ -106,13 +125,14 @@ class OpenVinoGraph:
                 tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
                 tmp.replace(path)
         compiled = core.compile_model(model, "CPU", {
-            "INFERENCE_PRECISION_HINT": "f32",  # see the module docstring: bf16 is slower and less exact here
+            "INFERENCE_PRECISION_HINT": precision_hint,  # explicit: the plugin's default depends on the CPU
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": max(1, int(threads)),
         })
         self.request = compiled.create_infer_request()
         self.ready_s = time.perf_counter() - start
-        LOG.info("OpenVINO %s graph %s ready in %.1f s (%s)", name, self.shapes, self.ready_s,
+        self.precision_hint = precision_hint
+        LOG.info("OpenVINO %s graph %s (%s) ready in %.1f s (%s)", name, self.shapes, precision_hint, self.ready_s,
                  "from cache" if self.from_cache else "converted")
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -174,8 +194,12 @@ class OpenVinoPolicyParts:
 
 
 def install_openvino(policy: nn.Module, *, threads: int | None = None, cache: bool = True,
-                     parts: Sequence[str] = ("vision", "expert")) -> OpenVinoPolicyParts:
+                     parts: Sequence[str] = ("vision", "expert"), precision_hint: str = "f32",
+                     prefix_dtype: torch.dtype | None = None) -> OpenVinoPolicyParts:
     """Run ``policy``'s vision stage and flow-matching step in OpenVINO (see the module docstring).
+
+    ``precision_hint``: the graphs' inference precision (f32 or bf16). ``prefix_dtype``: cast the VLM's text
+    model (the prefix pass, still torch) to this dtype after the graphs are traced in float32.
 
     The image shape comes from the policy's ``resize_imgs_with_padding`` (width, height); a policy without it
     feeds images at the camera's size, unknown here, so it is refused.
@@ -191,9 +215,11 @@ def install_openvino(policy: nn.Module, *, threads: int | None = None, cache: bo
     if not resize:
         raise ValueError("precision 'openvino' needs a policy with resize_imgs_with_padding (a fixed image size)")
     threads = threads or torch.get_num_threads()
+    if precision_hint == "bf16" and not cpu_has_amx_bf16():
+        LOG.warning("OpenVINO bf16 on a CPU without AMX bf16: expect it slower than f32 (see openvino_export)")
     width, height = int(resize[0]), int(resize[1])
     vlm = vwe.get_vlm_model()
-    text_dtype = vlm.text_model.get_input_embeddings().weight.dtype
+    text_model = vlm.text_model
     out = OpenVinoPolicyParts()
     image = torch.zeros((1, 3, height, width))
     with torch.no_grad():
@@ -207,9 +233,10 @@ def install_openvino(policy: nn.Module, *, threads: int | None = None, cache: bo
         layers = vwe.num_vlm_layers
         example = [torch.zeros((1, cfg.chunk_size, cfg.max_action_dim)), torch.ones(1),
                    torch.ones((1, out.max_prefix), dtype=torch.bool)]
-        example += [torch.zeros((1, out.max_prefix, kv_heads, head_dim), dtype=text_dtype)] * (2 * layers)
+        example += [torch.zeros((1, out.max_prefix, kv_heads, head_dim))] * (2 * layers)
         step_module = DenoiseStep(model, layers).eval()
-        out.expert = OpenVinoGraph(step_module, example, name="expert", threads=threads, cache=cache)
+        out.expert = OpenVinoGraph(step_module, example, name="expert", threads=threads, cache=cache,
+                                   precision_hint=precision_hint)
         expert_graph, torch_step = out.expert, model.denoise_step
 
         def denoise_step(prefix_pad_masks, past_key_values, x_t, timestep):
@@ -223,21 +250,25 @@ def install_openvino(policy: nn.Module, *, threads: int | None = None, cache: bo
             kv = []
             for i in range(layers):
                 for name in ("key_states", "value_states"):
-                    kv.append(torch.nn.functional.pad(past_key_values[i][name], (0, 0, 0, 0, 0, pad)))
+                    kv.append(torch.nn.functional.pad(past_key_values[i][name].float(), (0, 0, 0, 0, 0, pad)))
             return expert_graph(x_t.float(), timestep.float(), mask, *kv).to(x_t.device)
 
         object.__setattr__(model, "denoise_step", denoise_step)
 
     if "vision" in parts:
         embedder = VisionEmbedder(vlm.vision_model, vlm.connector).eval()
-        out.vision = OpenVinoGraph(embedder, [image], name="vision", threads=threads, cache=cache)
+        out.vision = OpenVinoGraph(embedder, [image], name="vision", threads=threads, cache=cache,
+                                   precision_hint=precision_hint)
         embedder.to("meta")  # the graph holds its own copy of the weights
         vision_graph = out.vision
 
         def embed_image(pixels: torch.Tensor) -> torch.Tensor:
             tokens = [vision_graph(single.float()) for single in pixels.split(1, dim=0)]  # the graph has batch 1
-            return torch.cat(tokens, dim=0).to(device=pixels.device, dtype=text_dtype)
+            dtype = text_model.get_input_embeddings().weight.dtype  # the prefix is concatenated in this dtype
+            return torch.cat(tokens, dim=0).to(device=pixels.device, dtype=dtype)
 
         object.__setattr__(vwe, "embed_image", embed_image)
+    if prefix_dtype is not None:
+        text_model.to(prefix_dtype)
     object.__setattr__(policy, "openvino_parts", out)
     return out

@@ -57,6 +57,7 @@ class RuntimeConfig:
     rtc_enabled: bool = False  # LeRobot real-time chunking (guidance towards the previous chunk's leftover)
     rtc_execution_horizon: int = 10
     rtc_max_guidance_weight: float = 10.0
+    flow_steps: int = 0  # flow-matching steps per chunk (SmolVLA num_steps); 0 = the checkpoint's (issue 13)
 
 
 @dataclass
@@ -171,6 +172,10 @@ class PolicyRuntime:
         except Exception as exc:
             raise PolicyLoadError(f"cannot load checkpoint {checkpoint!r}: {type(exc).__name__}: {exc}") from exc
         self.policy.eval()
+        if config.flow_steps > 0:  # read by sample_actions at every call: fewer steps = faster, less exact
+            if not hasattr(self.policy.config, "num_steps"):
+                raise PolicyLoadError(f"flow_steps is for flow-matching policies; this one is {policy_cfg.type!r}")
+            self.policy.config.num_steps = int(config.flow_steps)
         if policy_cfg.type == "smolvla":
             self.precision_report: PrecisionReport = apply_load_precision(self.policy, precision, config.device, meta)
         elif precision in ("fp32", "auto") and not meta.get("precision"):

@@ -19,9 +19,11 @@ Modes:
   fly) on the selected Linear layers; GPU -> weight-only int8 (per output channel) with compute in bf16.
 - ``int4``: weight-only int4 (groups of 64 along the input, per-group scale), GPU (dequantized per call in
   bf16); on CPU it runs but is slow (it saves memory, not time).
-- ``openvino``: CPU only, optional package: the vision encoder + connector (the slowest stage) run as an
-  OpenVINO float32 graph (``openvino_vision``), the rest of the policy stays float32 torch. Refused with the
-  install command when OpenVINO is missing.
+- ``openvino``: CPU only, optional package: the vision encoder + connector and the flow-matching step run as
+  OpenVINO float32 graphs (``openvino_export``), the prefix pass stays float32 torch. Refused with the install
+  command when OpenVINO is missing.
+- ``openvino_bf16``: the same graphs with OpenVINO's bf16 inference hint and the prefix pass's text layers in
+  torch bfloat16: for CPUs with AMX (fast bf16 tiles); slower than ``openvino`` without AMX.
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PRECISION_MODES = ("fp32", "bf16", "fp16", "int8", "int4", "openvino")
+PRECISION_MODES = ("fp32", "bf16", "fp16", "int8", "int4", "openvino", "openvino_bf16")
 # Modes that need an optional package (checked by check_mode, so start-up fails with a clear message).
-OPTIONAL_RUNTIME_MODES = ("openvino",)
+OPTIONAL_RUNTIME_MODES = ("openvino", "openvino_bf16")
 # Submodules of SmolVLA's VLAFlowMatching (policy.model) that must stay float32.
 FP32_PROJECTIONS = ("state_proj", "action_in_proj", "action_out_proj", "action_time_mlp_in", "action_time_mlp_out")
 
@@ -143,7 +145,7 @@ def check_mode(mode: str, device: str) -> str:
     if mode == "fp16" and not on_gpu:
         raise ValueError("precision fp16 needs a CUDA device (CPU float16 matmuls are slow or unsupported); "
                          "use bf16 or int8 on the CPU")
-    if mode == "openvino":
+    if mode in OPTIONAL_RUNTIME_MODES:
         if on_gpu:
             raise ValueError("precision openvino runs the vision encoder on the CPU; on a GPU use bf16 or fp16")
         from .openvino_export import MissingRuntimeError, require_openvino
@@ -176,11 +178,16 @@ def apply_precision(policy: nn.Module, mode: str, device: str = "cpu") -> Precis
             for name, module in quantizable_modules(policy):
                 quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=True)
                 converted.append(name)
-    elif mode == "openvino":
+    elif mode in OPTIONAL_RUNTIME_MODES:
         from .openvino_export import install_openvino
 
-        install_openvino(policy)
-        converted.append("vision_model+connector (OpenVINO f32)")
+        bf16 = mode == "openvino_bf16"
+        install_openvino(policy, precision_hint="bf16" if bf16 else "f32",
+                         prefix_dtype=torch.bfloat16 if bf16 else None)
+        hint = "bf16" if bf16 else "f32"
+        converted += [f"vision_model+connector (OpenVINO {hint})", f"flow-matching step (OpenVINO {hint})"]
+        if bf16:
+            converted.append("text_model (bf16, prefix pass)")
     elif mode in ("int8", "int4"):
         bits = 8 if mode == "int8" else 4
         compute = torch.bfloat16 if on_gpu else None
@@ -212,10 +219,10 @@ def modes_for_device(device: str, modes: Iterable[str] = PRECISION_MODES) -> lis
     """The modes that make sense on ``device`` (fp16 needs a GPU; int4 weight-only is meant for a GPU; openvino
     is a CPU mode, listed when the package is installed)."""
     on_gpu = str(device).startswith("cuda")
-    out = [m for m in modes if (on_gpu or m not in ("fp16", "int4")) and not (on_gpu and m == "openvino")]
-    if "openvino" in out:
+    out = [m for m in modes if (on_gpu or m not in ("fp16", "int4")) and not (on_gpu and m in OPTIONAL_RUNTIME_MODES)]
+    if any(m in OPTIONAL_RUNTIME_MODES for m in out):
         from .openvino_export import openvino_available
 
         if not openvino_available():
-            out.remove("openvino")
+            out = [m for m in out if m not in OPTIONAL_RUNTIME_MODES]
     return out
