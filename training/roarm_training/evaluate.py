@@ -454,7 +454,7 @@ class EvalConfig:
     noise_seed: int = 0
     collapse_threshold: float = DEFAULT_COLLAPSE_THRESHOLD
     reliance_threshold: float = DEFAULT_RELIANCE_THRESHOLD
-    precision: str = "fp32"
+    precision: str = "auto"  # as the node's 'auto': an export's recorded mode, else fp32
     device: str = "cpu"
     num_threads: int = 0
     vlm_path: str = ""
@@ -545,7 +545,7 @@ def evaluate(config: EvalConfig, predictor: Callable | None = None, view: Datase
                   "source": split.source, "on_training_episodes": split.on_training_episodes,
                   "warnings": split.warnings},
         "samples": int(len(positions)), "horizon": horizon, "noise_seed": config.noise_seed,
-        "precision": config.precision,
+        "precision": _applied_precision(predictor, config.precision),
         "policy": policy_err, "baseline": {**baseline_err, "mean_action": mean_action.tolist(),
                                            "source": baseline_source},
         "ratio_to_baseline": {"mean_mae": policy_err["mean_mae"] / max(baseline_err["mean_mae"], 1e-12),
@@ -564,6 +564,12 @@ def evaluate(config: EvalConfig, predictor: Callable | None = None, view: Datase
             report["plots"] = _make_plots(report, config, predictor, view, split, mean_action, horizon, out)
         (out / "eval_report.json").write_text(json.dumps(_jsonable(report), indent=2) + "\n")
     return report
+
+
+def _applied_precision(predictor, requested: str) -> str:
+    """The mode the runtime applied ('auto' resolved to an export's recorded mode), else the requested one."""
+    report = getattr(getattr(predictor, "runtime", None), "precision_report", None)
+    return str(report.mode) if report is not None else str(requested)
 
 
 def _table_positions(view: DatasetView, positions: np.ndarray, indices: Sequence[int] | None) -> list[int]:
@@ -691,7 +697,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="FAIL when a joint's predicted std / ground-truth std is below this")
     parser.add_argument("--reliance-threshold", type=float, default=DEFAULT_RELIANCE_THRESHOLD,
                         help="FAIL when the image-swap reliance is below this")
-    parser.add_argument("--precision", default="fp32", help="precision mode of the policy node (fp32, bf16, int8...)")
+    parser.add_argument("--precision", default="auto",
+                        help="precision mode of the policy node (auto = what an export recorded, else fp32; fp32, "
+                             "bf16, int8, ...)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num-threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--vlm-path", default="", help="local SmolVLM folder replacing the checkpoint's")

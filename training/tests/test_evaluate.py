@@ -251,3 +251,18 @@ def test_success_rate_wilson_interval_hand_worked():
     for bad in ((11, 10), (-1, 10), (1, -1)):
         with pytest.raises(ValueError, match="successes"):
             success_rate(*bad)
+
+
+@pytest.mark.slow
+def test_an_export_of_the_fitted_checkpoint_keeps_its_held_out_split_and_is_evaluated_in_its_mode(
+        converted, fitted, tmp_path):
+    from roarm_training import export as ex
+
+    exported = tmp_path / "int8"  # outside the run folder: the split must travel with the export
+    ex.export(ex.ExportConfig(checkpoint=str(fitted / "checkpoints" / "last" / "pretrained_model"),
+                              precision="int8", out=str(exported), samples=2, repeats=1, progress=False))
+    assert json.loads((exported / "episode_split.json").read_text())["eval_episodes"] == [3, 4]
+    report = ev.evaluate(ev.EvalConfig(checkpoint=str(exported), dataset=str(converted), max_samples=4,
+                                       reliance_samples=2, plots=False))
+    assert report["precision"] == "int8" and report["split"]["eval_episodes"] == [3, 4]
+    assert report["split"]["source"] == str(exported / "episode_split.json")
