@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -72,6 +73,9 @@ class ConvertOptions:
     overwrite: bool = False
     skip_bad: bool = False  # skip a bag that fails instead of failing the conversion
     vcodec: str = "libsvtav1"
+    # LeRobot's streaming encoder: frames go to the video encoder as they are added, no PNG files in between
+    # (bench/convert.py: several times faster than writing PNGs and encoding them at save_episode)
+    streaming_encoding: bool = True
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -120,6 +124,10 @@ class ConvertResult:
     up_to_date: bool
     episodes: list[EpisodeResult]
     skipped: list[Skipped]
+    # seconds per stage: read_align (bag opened, stamps and joint messages read, alignment), decode_build (image
+    # messages read and decoded, observations built), add_frame (LeRobot's frame buffer, image files), save_episode
+    # (LeRobot: parquet, video encoding, stats), finalize (writers closed, meta written, moved into place)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def frames_added(self) -> int:
@@ -375,6 +383,20 @@ def _discard(dataset: Any, tmp: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _timed(iterable, stages: dict[str, float], key: str) -> Iterator:
+    """``iterable``'s items, the time spent producing them added to ``stages[key]``."""
+    iterator = iter(iterable)
+    while True:
+        start = time.perf_counter()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            stages[key] += time.perf_counter() - start
+            return
+        stages[key] += time.perf_counter() - start
+        yield item
+
+
 def _swap_into_place(tmp: Path, out: Path) -> None:
     if not out.exists():
         os.replace(tmp, out)
@@ -447,15 +469,18 @@ def convert(inputs: Sequence[str | Path], options: ConvertOptions, log=print) ->
     dataset = None
     image_shape = tuple(existing["image_shape"]) if appending else None
     results: list[EpisodeResult] = []
+    stages = dict.fromkeys(("read_align", "decode_build", "add_frame", "save_episode", "finalize"), 0.0)
     try:
         if appending:
             shutil.copytree(out, tmp)
             if fps != int(existing["fps"]):
                 raise ConvertError(f"{out} holds {existing['fps']} fps episodes; --fps {fps} cannot be appended")
-            dataset = LeRobotDataset(repo_id, root=tmp, vcodec=options.vcodec)
+            dataset = LeRobotDataset(repo_id, root=tmp, vcodec=options.vcodec,
+                                     streaming_encoding=options.streaming_encoding and options.use_videos)
         next_index = dataset.meta.total_episodes if dataset is not None else 0
         for path in _progress(bags, desc="bags", unit="bag", disable=not options.progress):
             try:
+                started = time.perf_counter()
                 with EpisodeBag(path) as bag:
                     if fps is None:
                         bag_fps = bag.meta("fps")
@@ -463,6 +488,7 @@ def convert(inputs: Sequence[str | Path], options: ConvertOptions, log=print) ->
                             raise ConvertError(f"{path}: no roarm_vla.fps in the bag; pass --fps")
                         fps = int(round(float(bag_fps)))
                     episode = _prepare_episode(bag, options, fps, spec)
+                    stages["read_align"] += time.perf_counter() - started
                     result = EpisodeResult(path, None, episode.alignment.kept_frames, episode.report)
                     drop = episode.alignment.dropped_frames / max(episode.alignment.grid_frames, 1)
                     if drop > options.max_dropped_fraction or episode.alignment.kept_frames < 2:
@@ -470,7 +496,7 @@ def convert(inputs: Sequence[str | Path], options: ConvertOptions, log=print) ->
                                                  f"{episode.alignment.grid_frames} frames dropped (more than "
                                                  f"{options.max_dropped_fraction:.0%}) or under 2 frames kept")
                     else:
-                        bar = _progress(episode.frames(), total=episode.alignment.kept_frames, desc=path.name,
+                        bar = _progress(_timed(episode.frames(), stages, "decode_build"), total=episode.alignment.kept_frames, desc=path.name,
                                         unit="frame", leave=False, disable=not options.progress)
                         for frame in bar:
                             if dataset is None:
@@ -479,12 +505,17 @@ def convert(inputs: Sequence[str | Path], options: ConvertOptions, log=print) ->
                                     repo_id, fps, _features(image_shape, options, spec), root=tmp,
                                     robot_type=options.robot_type or bag.meta("robot_type") or "roarm_m3",
                                     use_videos=options.use_videos, vcodec=options.vcodec,
-                                    image_writer_threads=2 if options.use_videos else 0)
+                                    streaming_encoding=options.streaming_encoding and options.use_videos,
+                                    image_writer_threads=2)
                             elif frame[spec.image_key].shape != tuple(image_shape):
                                 raise BagError(f"{path}: images are {frame[spec.image_key].shape[:2]}, the dataset's "
                                                f"are {tuple(image_shape)[:2]}; pass --image-size H W to resize all")
+                            started = time.perf_counter()
                             dataset.add_frame({**frame, "task": episode.task})
+                            stages["add_frame"] += time.perf_counter() - started
+                        started = time.perf_counter()
                         dataset.save_episode()
+                        stages["save_episode"] += time.perf_counter() - started
                         result.episode_index = next_index
                         next_index += 1
                     result.report.update(task=episode.task, teleop_mode=episode.teleop_mode,
@@ -506,16 +537,18 @@ def convert(inputs: Sequence[str | Path], options: ConvertOptions, log=print) ->
         if dataset is None:
             raise ConvertError("no episode was converted: " + "; ".join(
                 f"{r.bag.name}: {r.skipped_reason}" for r in results if r.skipped_reason))
+        started = time.perf_counter()
         dataset.finalize()
         _write_meta(tmp, existing if appending else None, results, options, content, options_fp, fps, repo_id,
                     image_shape, spec)
         _swap_into_place(tmp, out)
+        stages["finalize"] += time.perf_counter() - started
     except BaseException:
         _discard(dataset, tmp)
         raise
     log(f"{out}: {sum(r.skipped_reason is None for r in results)} episode(s), "
         f"{sum(r.frames for r in results if r.skipped_reason is None)} frames added")
-    return ConvertResult(out, False, results, skipped)
+    return ConvertResult(out, False, results, skipped, {k: round(v, 4) for k, v in stages.items()})
 
 
 def _write_meta(root: Path, existing: dict | None, results: list[EpisodeResult], options: ConvertOptions,

@@ -4,7 +4,7 @@
       [--joint-units radians|degrees] [--image-topic T] [--state-topic T]
       [--action-topic T | --action-from-next-state] [--joint-map SRC=DST ...] [--task TEXT]
       [--tolerance-ms MS | ROLE=MS ...] [--timeline ROLE=header|receive|auto ...] [--image-size H W]
-      [--append | --overwrite] [--skip-bad]
+      [--append | --overwrite] [--skip-bad] [--vcodec C] [--no-streaming-encoding]
     rosbag2 episode bags (directories, single .mcap files, or folders of them) -> a LeRobotDataset v3.0.
     Exit status 0 on success or "up to date", 1 on a refused conversion or a bad bag (nothing written).
 """
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--overwrite", action="store_true", help="rebuild an existing dataset")
     conv.add_argument("--skip-bad", action="store_true", help="skip a bag that fails instead of stopping")
     conv.add_argument("--vcodec", default="libsvtav1", help="video codec (LeRobot's; default libsvtav1)")
+    conv.add_argument("--no-streaming-encoding", action="store_true",
+                      help="write PNG files and encode each episode's video at its end (LeRobot's batch path) "
+                           "instead of encoding frames as they are added")
     conv.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -94,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             tolerance_ms=_tolerances(args.tolerance_ms), timelines=_pairs(args.timeline, "--timeline"),
             image_size=tuple(args.image_size) if args.image_size else None, max_dropped_fraction=args.max_dropped,
             append=args.append, overwrite=args.overwrite, skip_bad=args.skip_bad, vcodec=args.vcodec,
+            streaming_encoding=not args.no_streaming_encoding,
             progress=not args.no_progress)
         convert(args.inputs, options)
     except (ConvertError, BagError) as err:

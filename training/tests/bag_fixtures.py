@@ -47,8 +47,9 @@ def _header(ns: int, frame: str = ""):
     return TYPESTORE.types["std_msgs/msg/Header"](stamp=_stamp(ns), frame_id=frame)
 
 
-def image_msg(i: int, stamp_ns: int, height: int = 48, width: int = 64, compressed: bool = False):
-    pixels = image_pixels(i, height, width)
+def image_msg(i: int, stamp_ns: int, height: int = 48, width: int = 64, compressed: bool = False,
+              pixels_of=image_pixels):
+    pixels = pixels_of(i, height, width)
     if compressed:
         import cv2
 
@@ -94,9 +95,11 @@ def write_episode(path: Path, *, image_ms: Sequence[float], state_ms: Sequence[f
                   width: int = 64, compressed: bool = False, custom: dict[str, str] | None = None,
                   joint_names: Sequence[str] = JOINT_NAMES, storage: str = "mcap",
                   image_topic: str | None = None, command_stamps_zero: bool = True,
-                  image_size_of=None, image_receive_ms: Sequence[float] | None = None) -> Path:
+                  image_size_of=None, image_receive_ms: Sequence[float] | None = None,
+                  pixels_of=image_pixels) -> Path:
     """One episode bag. ``*_ms``: header stamps after T0 (receive = stamp + latency, or ``image_receive_ms``;
-    commands: receive times, header stamps zero unless ``command_stamps_zero`` is False)."""
+    commands: receive times, header stamps zero unless ``command_stamps_zero`` is False). ``pixels_of(i, h, w)``:
+    image i's HxWx3 uint8 content."""
     image_topic = image_topic or ("camera/image_raw/compressed" if compressed else "camera/image_raw")
     image_type = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
     records = []  # (receive ns, topic, message, type)
@@ -104,7 +107,7 @@ def write_episode(path: Path, *, image_ms: Sequence[float], state_ms: Sequence[f
         stamp = int((T0_MS + t) * MS)
         h, w = image_size_of(i) if image_size_of else (height, width)
         receive = int((T0_MS + image_receive_ms[i]) * MS) if image_receive_ms else stamp + int(latency_ms * MS)
-        records.append((receive, image_topic, image_msg(i, stamp, h, w, compressed), image_type))
+        records.append((receive, image_topic, image_msg(i, stamp, h, w, compressed, pixels_of), image_type))
     for i, t in enumerate(state_ms):
         stamp = int((T0_MS + t) * MS)
         records.append((stamp + int(latency_ms * MS), "joint_states",
