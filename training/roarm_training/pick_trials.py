@@ -127,7 +127,11 @@ def run_trials(controller: str, seeds: list[int], *, checkpoint: str | Path | No
         raise ValueError("policy trials need a checkpoint")
     if not seeds:
         return TrialRun(controller, str(checkpoint) if checkpoint else None)
-    demo_args = argparse.Namespace(time_limit=float(time_limit), camera_rate=None, set=list(overrides or []))
+    # One override list serves every controller: items for nodes this graph does not have (vla_policy.* with the
+    # expert) are left out, not an error.
+    nodes = set(load_graph("pick", sim=True, controller=controller).node_names)
+    kept = [o for o in overrides or [] if "." not in o.split(":=")[0] or o.split(".", 1)[0] in nodes]
+    demo_args = argparse.Namespace(time_limit=float(time_limit), camera_rate=None, set=kept)
     graph = load_graph("pick", sim=True, controller=controller,
                        overrides=demo_overrides(demo_args, Path(checkpoint) if checkpoint else None))
     camera_rate = float(graph.node("sim_world").parameters().get("camera_rate", 30.0))

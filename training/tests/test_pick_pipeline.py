@@ -149,7 +149,9 @@ def run_pipeline(out, *args, timeout=600):
     result = subprocess.run([sys.executable, "-m", "roarm_training.pick_pipeline", "--out", str(out), *TINY, *args],
                             capture_output=True, text=True, env=env, timeout=timeout)
     lines = result.stdout.strip().splitlines()
-    assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-3000:])
+    if result.returncode != 0:  # the lines that say why, then the end of the output
+        why = [line for line in lines if any(w in line for w in ("Error", "error", "failed", "Traceback"))]
+        pytest.fail("\n".join(why[-20:]) + "\n...\n" + result.stdout[-2500:] + result.stderr[-1500:])
     return json.loads(lines[-1]), result.stdout
 
 
