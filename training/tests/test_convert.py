@@ -202,6 +202,20 @@ def test_other_robot_bag_with_topic_options_and_joint_map_converts_to_video(tmp_
     assert meta["conversion"]["options"]["joint_map"] == dict(zip(OTHER_JOINTS, JOINT_NAMES))
 
 
+def test_single_mcap_file_converts_with_options(tmp_path):
+    """A bare .mcap (no metadata.yaml read): fps and task come from the options, the frames are the bag's."""
+    bag = regular_episode(tmp_path / "ep", seconds=0.4, fps=10, custom=custom_data(fps=10))
+    with pytest.raises(ConvertError, match="no roarm_vla.fps in the bag; pass --fps"):
+        convert([bag / "ep.mcap"], ConvertOptions(out=tmp_path / "ds", use_videos=False, progress=False))
+    assert not (tmp_path / "ds").exists()
+    ds = load(convert([bag / "ep.mcap"], ConvertOptions(out=tmp_path / "ds", fps=10, task="Push", use_videos=False,
+                                                        progress=False)).out)
+    assert len(ds) == 4 and list(ds.meta.tasks.index) == ["Push"]
+    for k in range(4):
+        np.testing.assert_allclose(ds[k]["observation.state"].numpy(), state_positions(5 * k), atol=1e-6)
+        assert np.array_equal(frame_image(ds[k]), image_pixels(k))
+
+
 def test_compressed_images_and_sqlite3_storage(tmp_path):
     """Our own episode contract with PNG CompressedImage on camera/image_raw/compressed, stored as sqlite3."""
     bag = regular_episode(tmp_path / "ep", seconds=0.4, fps=10, compressed=True, storage="sqlite3",
