@@ -11,6 +11,7 @@ fingerprinting the bags, LeRobotDataset.create, the printed report). The machine
 changes the absolute figures; the ratio video/images and the stage shares are the comparable ones.
 
 Run: cd /work/main && source scripts/env.sh && python bench/convert.py [--episodes 2] [--seconds 5] [--bags DIR]
+     [--vcodec libsvtav1|h264|hevc]
 Last line: one JSON object with the headline figures.
 """
 
@@ -43,10 +44,10 @@ def camera_like(i: int, height: int, width: int) -> np.ndarray:
     return np.clip(image + noise, 0, 255).astype(np.uint8)
 
 
-def run(bags: list[pathlib.Path], out: pathlib.Path, use_videos: bool, streaming: bool) -> dict:
+def run(bags: list[pathlib.Path], out: pathlib.Path, use_videos: bool, streaming: bool, vcodec: str) -> dict:
     cpu0, start = os.times(), time.perf_counter()
     result = convert(bags, ConvertOptions(out=out, use_videos=use_videos, streaming_encoding=streaming,
-                                          progress=False), log=lambda *_: None)
+                                          vcodec=vcodec, progress=False), log=lambda *_: None)
     wall = time.perf_counter() - start
     cpu1 = os.times()
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system) + (cpu1.children_user - cpu0.children_user) + (
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=2, help="synthetic episodes (K)")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per synthetic episode")
     parser.add_argument("--bags", type=pathlib.Path, default=None, help="convert these recorded bags instead")
+    parser.add_argument("--vcodec", default="libsvtav1", help="LeRobot's video codec: libsvtav1 (default), h264, hevc")
     args = parser.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench_convert_"))
     try:
@@ -82,7 +84,7 @@ def main() -> None:
         figures = {}
         for name, use_videos, streaming in (("video", True, True), ("batch", True, False),
                                             ("images", False, False)):
-            figures[name] = r = run(bags, work / f"ds_{name}", use_videos, streaming)
+            figures[name] = r = run(bags, work / f"ds_{name}", use_videos, streaming, args.vcodec)
             stages = ", ".join(f"{k} {v:.2f} s" for k, v in r["stages_s"].items())
             print(f"{name:6s}: {r['frames']} frames ({r['episodes']} episodes, {r['episode_s']:.1f} s of data) in "
                   f"{r['wall_s']:.1f} s = {r['frames_per_s']:.1f} frames/s = {r['x_real_time']:.2f}x real time, "
@@ -91,7 +93,7 @@ def main() -> None:
         video, images = figures["video"], figures["images"]
         print(f"wall time over video's: batch {figures['batch']['wall_s'] / video['wall_s']:.2f}, images "
               f"{images['wall_s'] / video['wall_s']:.2f}; load average "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; source: {source}")
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; source: {source}; codec {args.vcodec}")
         print(json.dumps({"frames_per_s": video["frames_per_s"], "x_real_time": video["x_real_time"],
                           "episodes": video["episodes"], "wall_s": video["wall_s"],
                           "images_frames_per_s": images["frames_per_s"], "images_x_real_time": images["x_real_time"],
