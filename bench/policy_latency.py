@@ -11,7 +11,8 @@ flow-matching displacement). On a CUDA machine the same runs on the GPU too (fp1
 Goal on the 2-core CPU: a mode at or under 1.0 s per 50-action chunk (a chunk lasts 1.67 s at 30 Hz).
 
 The modes are loaded together and timed round-robin (``--sequential`` to load one at a time): on a shared machine
-a load change then hits every mode alike, and the ratios to fp32 are the figures to trust. The deviation is taken
+a load change then hits every mode alike, and the ratios to fp32 are the figures to trust. With an OpenVINO mode
+in the list the run is sequential (those modes set torch to one thread process-wide; precision_compare). The deviation is taken
 over --samples dataset-like observations (the simulated tabletop camera at the start poses of episodes 0..n-1,
 no recorded dataset here), in radians and as a fraction of the checkpoint's action standard deviation (the
 ground-truth spread its normalization stats give). Load time and peak resident memory per mode come from a fresh
@@ -20,7 +21,8 @@ flow-matching steps (in --steps-mode, default the best mode).
 
 Usage: cd /work/main && source scripts/env.sh && python bench/policy_latency.py [--quick] [--modes fp32,bf16,int8]
        [--device cpu|cuda|all] [--repeats 3] [--threads 2] [--image-size 512] [--samples 8] [--flow-steps 10,5]
---quick: one timed run after one warm-up, CPU modes fp32/bf16/int8 (+ openvino when installed).
+       [--image-px 256]: --image-size and --image-px are the same option.
+--quick: one timed run after one warm-up, CPU modes fp32/bf16/int8 (+ openvino, openvino_bf16 when installed).
 Ends with ONE JSON line: best_mode, best_median_s (the image size asked for), image_px, per-mode figures.
 """
 
@@ -87,13 +89,14 @@ def load_stats(checkpoint: pathlib.Path, mode: str, device: str, threads: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="1 warm-up + 1 timed run; CPU fp32/bf16/int8(/openvino)")
+    parser.add_argument("--quick", action="store_true", help="1 warm-up + 1 timed run; CPU fp32/bf16/int8(/openvino/openvino_bf16)")
     parser.add_argument("--modes", default="", help="comma-separated modes (default: all that fit the device)")
     parser.add_argument("--device", default="all", help="cpu, cuda or all (= cpu, plus cuda when available)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
-    parser.add_argument("--image-size", type=int, default=512, help="policy resize_imgs_with_padding (512 = base)")
+    parser.add_argument("--image-size", "--image-px", dest="image_size", type=int, default=512,
+                        help="policy resize_imgs_with_padding (512 = base)")
     parser.add_argument("--chunk-size", type=int, default=50)
     parser.add_argument("--samples", type=int, default=8, help="dataset-like observations for the deviation")
     parser.add_argument("--sequential", action="store_true", help="load and time one mode at a time")
@@ -106,7 +109,8 @@ def main() -> None:
         args.repeats, args.warmup = 1, 1
         if args.device == "all":
             args.device = "cpu"
-        args.modes = args.modes or ",".join(modes_for_device(args.device, ("fp32", "bf16", "int8", "openvino")))
+        args.modes = args.modes or ",".join(modes_for_device(args.device, ("fp32", "bf16", "int8", "openvino",
+                                                                              "openvino_bf16")))
     torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
@@ -122,8 +126,10 @@ def main() -> None:
     for device in devices:
         requested = [m.strip() for m in args.modes.split(",") if m.strip()] or list(PRECISION_MODES)
         modes = modes_for_device(device, requested) if not args.modes else requested
+        interleaved = not args.sequential and not any(m.startswith("openvino") for m in modes)
+        summary["interleaved"] = interleaved
         print(f"\n== {device}: modes {modes}, {args.warmup} warm-up + {args.repeats} timed runs each, "
-              f"{'sequential' if args.sequential else 'interleaved'}; deviation over {len(samples)} samples",
+              f"{'interleaved' if interleaved else 'sequential'}; deviation over {len(samples)} samples",
               flush=True)
         results = compare_precisions(str(checkpoint), modes, device=device, repeats=args.repeats,
                                      warmup=args.warmup, samples=samples, interleave=not args.sequential)

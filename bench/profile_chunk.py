@@ -6,7 +6,8 @@ size asked for, loads it once per mode through the node's PolicyRuntime, and tim
 same 640x480 observation and start noise (vla_policy_node.stage_profile: preprocess, vision encoder + connector,
 prefix = image/language/state tokens through the VLM text layers filling the KV cache, the flow-matching steps of
 the action expert, postprocess, other). The modes' runs are interleaved (round-robin, all models loaded at once)
-so that load changes hit every mode alike; medians per stage, and each mode's total as a ratio to fp32.
+so that load changes hit every mode alike, except with an OpenVINO mode (then one mode at a time, see the code);
+medians per stage, and each mode's total as a ratio to the first mode.
 
 Also prints how many prefix passes and flow steps one chunk ran: one prefix pass for num_steps flow steps means
 LeRobot's KV cache is reused across the steps (the prefix is not recomputed).
@@ -41,7 +42,8 @@ from vla_policy_node.stage_profile import STAGES, StageProfiler, median_profile 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--image-size", type=int, default=512, help="policy resize_imgs_with_padding (512 = base)")
+    parser.add_argument("--image-size", "--image-px", dest="image_size", type=int, default=512,
+                        help="policy resize_imgs_with_padding (512 = base)")
     parser.add_argument("--modes", default="fp32,bf16", help="comma-separated precision modes")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per mode (after one warm-up)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -55,28 +57,51 @@ def main() -> None:
     task = "Pick up the white box"
     load_start = os.getloadavg()[0]
 
+    # Interleaved (round-robin over models loaded together) unless an OpenVINO mode is asked for: those set torch
+    # to one thread process-wide (openvino_export), so then one mode is loaded, profiled and freed at a time.
+    sequential = any(m.startswith("openvino") for m in modes)
+    threads = torch.get_num_threads()
     runtimes, load_s = {}, {}
-    for mode in modes:
+    profiles: dict[str, list] = {m: [] for m in modes}
+    noise = None
+
+    def load(mode: str) -> None:
+        torch.set_num_threads(threads)
         start = time.perf_counter()
         runtimes[mode] = PolicyRuntime(RuntimeConfig(checkpoint=str(checkpoint), precision=mode))
         load_s[mode] = time.perf_counter() - start
         print(f"loaded {mode} in {load_s[mode]:.1f} s", flush=True)
-    noise = runtimes[modes[0]].make_noise(0)
-    profiles: dict[str, list] = {m: [] for m in modes}
-    for i in range(args.repeats + 1):  # round 0 = warm-up
+
+    def profile_round(mode: str, keep: bool) -> None:
+        with StageProfiler(runtimes[mode]) as profiler:
+            profile = profiler.run(image, state, task, noise=noise.clone())
+        if keep:
+            profiles[mode].append(profile)
+
+    if sequential:
         for mode in modes:
-            with StageProfiler(runtimes[mode]) as profiler:
-                profile = profiler.run(image, state, task, noise=noise.clone())
-            if i > 0:
-                profiles[mode].append(profile)
-        print(f"round {i}/{args.repeats} done", flush=True)
+            load(mode)
+            noise = noise if noise is not None else runtimes[mode].make_noise(0)
+            for i in range(args.repeats + 1):  # round 0 = warm-up
+                profile_round(mode, keep=i > 0)
+            del runtimes[mode]
+            gc.collect()
+            print(f"{mode} done", flush=True)
+    else:
+        for mode in modes:
+            load(mode)
+        noise = runtimes[modes[0]].make_noise(0)
+        for i in range(args.repeats + 1):  # round 0 = warm-up
+            for mode in modes:
+                profile_round(mode, keep=i > 0)
+            print(f"round {i}/{args.repeats} done", flush=True)
 
     table = {m: median_profile(profiles[m]) for m in modes}
     reference = table[modes[0]]["total"]
     steps = profiles[modes[0]][0].calls["flow_steps"]
     prefix_passes = profiles[modes[0]][0].prefix_passes_with_cache_fill
     print(f"\nfull-size SmolVLA, {args.image_size} px, chunk {args.chunk_size}, {args.threads} threads, median of "
-          f"{args.repeats} (interleaved), load avg {load_start:.2f} -> {os.getloadavg()[0]:.2f}")
+          f"{args.repeats} ({'sequential' if sequential else 'interleaved'}), load avg {load_start:.2f} -> {os.getloadavg()[0]:.2f}")
     print(f"one chunk = {prefix_passes} prefix pass (KV cache filled) + {steps} flow steps over the cached prefix")
     header = "| stage | " + " | ".join(f"{m} s | {m} %" for m in modes) + " |"
     print(header)
@@ -90,7 +115,7 @@ def main() -> None:
     print("| x " + modes[0] + " | " + " | ".join(f"{table[m]['total'] / reference:.2f} | " for m in modes) + " |")
     summary = {
         "bench": "profile_chunk", "image_px": args.image_size, "chunk_size": args.chunk_size,
-        "threads": args.threads, "repeats": args.repeats, "flow_steps": steps, "prefix_passes": prefix_passes,
+        "threads": args.threads, "repeats": args.repeats, "sequential": sequential, "flow_steps": steps, "prefix_passes": prefix_passes,
         "loadavg_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],
         "load_s": {m: round(v, 2) for m, v in load_s.items()},
         "peak_rss_gb_all_modes": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),

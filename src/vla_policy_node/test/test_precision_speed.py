@@ -30,9 +30,15 @@ def observation(seed=0):
 
 @pytest.fixture()
 def openvino_cache(tmp_path, monkeypatch):
+    """OpenVINO present (else skip), graphs cached in the test's folder; torch's thread count restored afterwards
+    (the OpenVINO modes set it to one, process-wide)."""
     pytest.importorskip("openvino")
+    import torch
+
     monkeypatch.setenv("ROARM_VLA_OPENVINO_CACHE", str(tmp_path / "ov_cache"))
-    return tmp_path / "ov_cache"
+    threads = torch.get_num_threads()
+    yield tmp_path / "ov_cache"
+    torch.set_num_threads(threads)
 
 
 def test_openvino_mode_matches_fp32_and_uses_its_graphs(tiny_checkpoint, openvino_cache):
@@ -58,6 +64,9 @@ def test_openvino_mode_matches_fp32_and_uses_its_graphs(tiny_checkpoint, openvin
         image, state, long_task, noise_seed=2)
     assert np.abs(other - reference).max() < 1e-3
     assert "vision_model+connector (OpenVINO f32)" in " ".join(runtime.precision_report.converted)
+    import torch
+
+    assert torch.get_num_threads() == 1  # torch's pool stays out of the way of OpenVINO's (openvino_export)
 
 
 def test_openvino_bf16_mode_runs_graphs_in_bf16_and_the_prefix_in_bf16(tiny_checkpoint, openvino_cache):

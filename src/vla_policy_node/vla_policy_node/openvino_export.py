@@ -13,7 +13,9 @@ action expert over the cached prefix, ``num_steps`` times). Two of them become O
   attention's large negative logit, softmax weight exactly 0, positions come from the mask's sum, so the result
   equals the unpadded step (checked by the tests) and ONE compiled graph serves every task.
 
-The prefix pass stays in torch (a short sequence, about 5-10 % of the chunk).
+The prefix pass stays in torch (a short sequence, about 5-10 % of the chunk), on ONE torch thread: OpenVINO's
+worker threads and torch's OpenMP threads both busy-wait after their work, and on a small CPU the two pools then
+take turns on the cores (see :func:`install_openvino`'s ``torch_threads``).
 
 Two modes, by the plugin's inference precision hint (set explicitly, never the plugin's CPU-dependent default):
 - ``openvino``: ``f32``, the same computation as torch fp32 (only summation order differs); the prefix pass in
@@ -195,11 +197,14 @@ class OpenVinoPolicyParts:
 
 def install_openvino(policy: nn.Module, *, threads: int | None = None, cache: bool = True,
                      parts: Sequence[str] = ("vision", "expert"), precision_hint: str = "f32",
-                     prefix_dtype: torch.dtype | None = None) -> OpenVinoPolicyParts:
+                     prefix_dtype: torch.dtype | None = None, torch_threads: int | None = 1) -> OpenVinoPolicyParts:
     """Run ``policy``'s vision stage and flow-matching step in OpenVINO (see the module docstring).
 
     ``precision_hint``: the graphs' inference precision (f32 or bf16). ``prefix_dtype``: cast the VLM's text
     model (the prefix pass, still torch) to this dtype after the graphs are traced in float32.
+    ``torch_threads``: torch's intra-op threads afterwards (process-wide; None = leave them), 1 by default: the
+    graphs get torch's thread count, and two thread pools on the same cores fight (measured on 2 cores: the
+    torch prefix pass 0.94-3.2 s with torch at 2 threads beside OpenVINO's, 0.14-0.16 s at 1 thread).
 
     The image shape comes from the policy's ``resize_imgs_with_padding`` (width, height); a policy without it
     feeds images at the camera's size, unknown here, so it is refused.
@@ -238,6 +243,7 @@ def install_openvino(policy: nn.Module, *, threads: int | None = None, cache: bo
         out.expert = OpenVinoGraph(step_module, example, name="expert", threads=threads, cache=cache,
                                    precision_hint=precision_hint)
         expert_graph, torch_step = out.expert, model.denoise_step
+        padded: dict = {}  # the padded prefix (mask + KV cache) of the current chunk: padded once, used num_steps times
 
         def denoise_step(prefix_pad_masks, past_key_values, x_t, timestep):
             length = prefix_pad_masks.shape[1]
@@ -245,13 +251,15 @@ def install_openvino(policy: nn.Module, *, threads: int | None = None, cache: bo
                 out.torch_fallback_steps += 1
                 return torch_step(prefix_pad_masks=prefix_pad_masks, past_key_values=past_key_values, x_t=x_t,
                                   timestep=timestep)
-            pad = out.max_prefix - length
-            mask = torch.nn.functional.pad(prefix_pad_masks, (0, pad), value=False)
-            kv = []
-            for i in range(layers):
-                for name in ("key_states", "value_states"):
-                    kv.append(torch.nn.functional.pad(past_key_values[i][name].float(), (0, 0, 0, 0, 0, pad)))
-            return expert_graph(x_t.float(), timestep.float(), mask, *kv).to(x_t.device)
+            if padded.get("source") is not past_key_values:  # a new chunk's cache (kept alive by the caller)
+                pad = out.max_prefix - length
+                kv = []
+                for i in range(layers):
+                    for name in ("key_states", "value_states"):
+                        kv.append(torch.nn.functional.pad(past_key_values[i][name].float(), (0, 0, 0, 0, 0, pad)))
+                padded.update(source=past_key_values, kv=kv,
+                              mask=torch.nn.functional.pad(prefix_pad_masks, (0, pad), value=False))
+            return expert_graph(x_t.float(), timestep.float(), padded["mask"], *padded["kv"]).to(x_t.device)
 
         object.__setattr__(model, "denoise_step", denoise_step)
 
@@ -270,5 +278,7 @@ def install_openvino(policy: nn.Module, *, threads: int | None = None, cache: bo
         object.__setattr__(vwe, "embed_image", embed_image)
     if prefix_dtype is not None:
         text_model.to(prefix_dtype)
+    if torch_threads is not None:
+        torch.set_num_threads(max(1, int(torch_threads)))
     object.__setattr__(policy, "openvino_parts", out)
     return out

@@ -13,7 +13,9 @@ SAME start noise, and one inference per observation of ``samples`` for the devia
   the meaningful one), mean over the samples.
 
 ``interleave=True`` loads every mode first and then times them round-robin, so that a load change on a shared
-machine hits every mode alike (ratios to fp32 are the figures to trust there).
+machine hits every mode alike (ratios to fp32 are the figures to trust there). Not with the OpenVINO modes: they
+set torch to one thread process-wide (see ``openvino_export``), which would slow the torch modes beside them,
+so those runs are sequential (one mode loaded at a time, torch's thread count restored between modes).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
+import torch
 
 from .observation import actions_to_urdf
 from .policy_runtime import PolicyRuntime, RuntimeConfig
@@ -115,6 +118,7 @@ def compare_precisions(
     elif image is None or state is None:
         image, state = samples[0]
     modes = ["fp32"] + [m for m in dict.fromkeys(modes) if m != "fp32"]
+    interleave = interleave and not any(m.startswith("openvino") for m in modes)
     results = {m: ModeResult(mode=m, device=device) for m in modes}
     runtimes: dict[str, PolicyRuntime] = {}
 
@@ -150,7 +154,9 @@ def compare_precisions(
         std = action_std(next(iter(runtimes.values()))) if runtimes else None
     else:
         std = None
+        threads = torch.get_num_threads()
         for mode in modes:
+            torch.set_num_threads(threads)  # the OpenVINO modes set torch to one thread for their own run
             runtime = load(mode)
             if runtime is None:
                 continue
@@ -163,6 +169,7 @@ def compare_precisions(
             std = action_std(runtime) if std is None else std
             del runtime
             gc.collect()
+        torch.set_num_threads(threads)
     runtimes.clear()
     gc.collect()
 
