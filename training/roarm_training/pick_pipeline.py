@@ -96,7 +96,7 @@ class PipelineConfig:
     train_seed: int = 1000
     fit_args: list[str] = field(default_factory=list)  # passed on to `roarm-vla-train fit`
     num_workers: int = 1
-    threads: int = 2
+    threads: int = 1  # 2 OpenMP threads on a busy 2-core machine ran 0.25 steps/s, 1 thread 2.5 (README)
     # eval
     eval_samples: int = 120
     allow_collapse: bool = False
