@@ -414,6 +414,14 @@ class Pipeline:
             run = run_trials(controller, seeds, checkpoint=checkpoint, time_limit=cfg.time_limit,
                              overrides=self.trial_overrides(), log=self.log, echo=echo)
             save_run(run, folder / f"{name}.json")
+            if run.paths:  # the policy's predicted hand path of each chunk over the first trial's camera frames
+                from roarm_sim.report import write_video
+
+                from roarm_training.pick_trials import draw_paths
+
+                video = folder / f"{name}_predicted_paths.mp4"
+                if write_video(draw_paths(run.frames, run.paths, run.camera), video, 5.0):
+                    self.log(f"[trials] {name}: predicted paths over the camera: {video}")
             frames = _thin_frames(run.frames, 12, 320)
             np.savez_compressed(folder / f"{name}_frames.npz", t=np.array([t for t, _ in frames]),
                                 images=np.array([im for _, im in frames]) if frames else np.zeros((0, 1, 1, 3)))
@@ -468,7 +476,8 @@ class Pipeline:
             "stage_built_wall_s": {s: stamps[s].get("wall_s") for s in STAGES[:-1]},
             "stages_run": [s for s in STAGES[:-1] if self.status.get(s) == "ran"],
             "trials_detail": {name: run.as_dict()["results"] for name, run in runs.items()},
-            "plots": {"success": str(bars), "contact_sheet": str(sheet) if sheet else None},
+            "plots": {"success": str(bars), "contact_sheet": str(sheet) if sheet else None,
+                      "predicted_paths_video": _existing(cfg.path("trials", "policy_predicted_paths.mp4"))},
             "config": _jsonable(asdict(cfg)),
         }
         (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -539,6 +548,10 @@ def _thin_frames(frames: list, count: int, width: int) -> list:
         height = int(round(image.shape[0] * width / image.shape[1]))
         out.append((float(t), cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)))
     return out
+
+
+def _existing(path: Path) -> str | None:
+    return str(path) if path.is_file() else None
 
 
 def _round(value, digits: int = 4):

@@ -48,6 +48,8 @@ class TrialRun:
     results: list[TrialResult] = field(default_factory=list)
     wall_s: float = 0.0
     frames: list = field(default_factory=list)  # (t, RGB image) of the first trial
+    paths: list = field(default_factory=list)  # (t, hand_tcp path) of each chunk in the first trial (policy)
+    camera: object = None  # sim_world's CameraModel (to draw the paths on the frames)
 
     def as_dict(self) -> dict:
         return {"controller": self.controller, "checkpoint": self.checkpoint, "wall_s": round(self.wall_s, 1),
@@ -101,6 +103,68 @@ def mean_action_checkpoint(checkpoint: str | Path, out: str | Path, mean_action:
     return out
 
 
+# ------------------------------------------------------------------------------------------------ predicted paths
+class ChunkPathRecorder:
+    """vla/action_chunk messages -> (t, hand_tcp path in base_link) while recording; t on the frames' clock."""
+
+    def __init__(self) -> None:
+        from roarm_vla_bringup.action_markers import default_tcp_fk
+
+        self.fk, _ = default_tcp_fk()
+        self.paths: list[tuple[float, np.ndarray]] = []
+        self.t0: float | None = None  # set with the frame recorder's start
+
+    def start(self) -> None:
+        self.paths, self.t0 = [], time.monotonic()
+
+    def stop(self) -> None:
+        self.t0 = None
+
+    def __call__(self, msg) -> None:
+        if self.t0 is None:
+            return
+        from roarm_vla_bringup.action_markers import chunk_path
+
+        try:
+            path = chunk_path(list(msg.joint_names), list(msg.positions), int(msg.num_steps), msg.step_period,
+                              self.fk)
+        except ValueError:  # a malformed chunk is the node's problem; the video just lacks it
+            return
+        self.paths.append((time.monotonic() - self.t0, path.points))
+
+
+def draw_paths(frames: list, paths: list, camera) -> list:
+    """Each frame with the latest chunk path received before it drawn on it (cyan = now -> magenta = chunk end)."""
+    import cv2
+
+    out = []
+    for t, image in frames:
+        image = image.copy()
+        earlier = [p for tp, p in paths if tp <= t]
+        if earlier:
+            uv, depth = camera.project(earlier[-1])
+            pts = [(int(round(u)), int(round(v))) for (u, v), d in zip(uv, depth) if d > 0]
+            for k in range(len(pts) - 1):
+                f = k / max(len(pts) - 2, 1)
+                colour = (int(255 * f), int(230 * (1 - f) + 25 * f), int(255 * (1 - f) + 204 * f))  # RGB
+                cv2.line(image, pts[k], pts[k + 1], colour, 2, cv2.LINE_AA)
+            for point in pts[:1]:
+                cv2.circle(image, point, 4, (0, 230, 255), -1, cv2.LINE_AA)
+        out.append((t, image))
+    return out
+
+
+def camera_of(graph):
+    """sim_world's camera model from the graph's parameters (what it renders with)."""
+    from roarm_sim.scene import CameraModel
+
+    p = graph.node("sim_world").parameters()
+    return CameraModel(width=int(p.get("image_width", 640)), height=int(p.get("image_height", 480)),
+                       horizontal_fov_deg=float(p.get("horizontal_fov_deg", 64.0)),
+                       position=tuple(float(v) for v in p.get("camera_position", (0.58, -0.4, 0.46))),
+                       look_at=tuple(float(v) for v in p.get("camera_look_at", (0.13, 0.0, 0.07))))
+
+
 # ------------------------------------------------------------------------------------------------ trials
 def run_trials(controller: str, seeds: list[int], *, checkpoint: str | Path | None = None, time_limit: float = 15.0,
                overrides: list[str] | None = None, keep_frames: bool = True, record_fps: float = 5.0,
@@ -144,16 +208,21 @@ def run_trials(controller: str, seeds: list[int], *, checkpoint: str | Path | No
         episodes = EpisodeClient(helper)
         helper.create_subscription(Image, "camera/image_raw", recorder, qos_profile_sensor_data)
         enable = None
+        chunks = ChunkPathRecorder()
         if controller == "policy":
             from std_srvs.srv import SetBool
 
+            from roarm_interfaces.msg import ActionChunk
+
             enable = helper.create_client(SetBool, "vla/enable")
+            helper.create_subscription(ActionChunk, "vla/action_chunk", chunks, 10)
         runner.wait_for_topic("joint_states", count=5, timeout=60.0)
         for i, seed in enumerate(seeds):
             if enable is not None:
                 _set_enabled(enable, False)  # the policy must not fight the reset move
             if i == 0 and keep_frames:
                 recorder.start()
+                chunks.start()
             reply = episodes.reset(int(seed))
             if enable is not None:
                 _set_enabled(enable, True)
@@ -161,6 +230,7 @@ def run_trials(controller: str, seeds: list[int], *, checkpoint: str | Path | No
             if i == 0 and keep_frames:
                 runner.spin_for(0.5)  # a few frames of the outcome
                 recorder.stop()
+                chunks.stop()
             result = TrialResult(int(seed), STATUS_NAMES[outcome.status], round(float(outcome.elapsed), 2),
                                  str(outcome.detail))
             run.results.append(result)
@@ -170,6 +240,8 @@ def run_trials(controller: str, seeds: list[int], *, checkpoint: str | Path | No
                 on_result(result)
     run.wall_s = time.monotonic() - started
     run.frames = list(recorder.frames)
+    run.paths = list(chunks.paths)
+    run.camera = camera_of(graph)
     return run
 
 
