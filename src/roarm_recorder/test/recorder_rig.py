@@ -4,6 +4,7 @@ publishes like the arm's driver and camera, drives the record_episode action and
 from __future__ import annotations
 
 import os
+import ctypes
 import signal
 import subprocess
 import sys
@@ -40,6 +41,9 @@ def yaml_value(value: Any) -> str:
     return repr(value)
 
 
+GOAL_RESEND_S = 10.0
+
+
 def start_node(module: str, params: dict[str, Any], log_path: Path, name: str | None = None,
                remaps: dict[str, str] | None = None) -> subprocess.Popen:
     """`python -m <module> --ros-args -p k:=v ...`: the node's own console-script body in a process of its own."""
@@ -51,7 +55,16 @@ def start_node(module: str, params: dict[str, Any], log_path: Path, name: str | 
     for key, value in params.items():
         args += ["-p", f"{key}:={yaml_value(value)}"]
     log = open(log_path, "w")
-    return subprocess.Popen(args, env=child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(args, env=child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM from the kernel when the test process dies (no orphan nodes)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
@@ -136,10 +149,17 @@ class Peer:
     def start_episode(self, task: str = "Pick up the white box", max_duration: float = 0.0, timeout: float = 60.0):
         assert self.action.wait_for_server(timeout_sec=timeout), "record_episode server not available"
         self.feedback.clear()
-        future = self.action.send_goal_async(RecordEpisode.Goal(task=task, max_duration=max_duration),
-                                             feedback_callback=lambda f: self.feedback.append(f.feedback))
-        wait_for(future.done, timeout, "goal response")
-        return future.result()
+        end = time.monotonic() + timeout
+        while True:
+            future = self.action.send_goal_async(RecordEpisode.Goal(task=task, max_duration=max_duration),
+                                                 feedback_callback=lambda f: self.feedback.append(f.feedback))
+            # A goal sent before DDS matched every endpoint of a (re)started server is lost, not queued: send again.
+            try:
+                wait_for(future.done, min(GOAL_RESEND_S, max(0.1, end - time.monotonic())), "goal response")
+                return future.result()
+            except AssertionError:
+                if time.monotonic() > end:
+                    raise
 
     def result(self, handle, timeout: float = 60.0):
         future = handle.get_result_async()

@@ -54,6 +54,7 @@ PR_SET_PDEATHSIG = 1
 DEFAULT_GRACE_S = 10.0  # SIGINT -> SIGTERM (launch's sigterm_timeout is 5 s; a driver shutdown can take longer)
 SERVICE_WAIT_S = 90.0  # a node process importing torch/LeRobot on a loaded 2-core machine
 CONFIGURE_TIMEOUT_S = 600.0  # configure loads the policy checkpoint
+ANSWER_WAIT_S = 5.0  # a service answer not back by then is taken as lost (state checked, request sent again)
 
 
 class NodeExited(RuntimeError):
@@ -514,7 +515,9 @@ class GraphRunner:
             raise NodeExited(self.failure)
 
     # -- services ----------------------------------------------------------------------------------------------
-    def _call(self, srv_type, name: str, request, timeout: float):
+    def _call(self, srv_type, name: str, request, timeout: float, attempt_s: float = ANSWER_WAIT_S):
+        """Call an idempotent service; the request is sent again when no answer came within attempt_s (a request
+        or answer sent before DDS matched both ends of a fresh client is lost, not queued)."""
         client = self._node.create_client(srv_type, name)
         try:
             deadline = time.monotonic() + timeout
@@ -522,38 +525,60 @@ class GraphRunner:
                 self.check()
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"service {name} did not appear within {timeout:.0f} s")
-            future = client.call_async(request)
-            while not future.done():
-                self.check()
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"service {name} did not answer within {timeout:.0f} s")
-                time.sleep(0.02)
-            return future.result()
+            while True:
+                future = client.call_async(request)
+                resend = time.monotonic() + attempt_s
+                while not future.done() and time.monotonic() < resend:
+                    self.check()
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"service {name} did not answer within {timeout:.0f} s")
+                    time.sleep(0.02)
+                if future.done():
+                    return future.result()
+                client.remove_pending_request(future)
         finally:
             self._node.destroy_client(client)
 
     def change_state(self, node_name: str, transition_id: int, timeout: float = SERVICE_WAIT_S) -> bool:
-        """One lifecycle transition through `<node>/change_state`; True when the node accepted and completed it."""
+        """One lifecycle transition through `<node>/change_state`; True when the node accepted and completed it.
+
+        A transition is not idempotent, so a lost request or answer is not simply sent again: after ANSWER_WAIT_S
+        without an answer the node's state (`get_state`) tells whether the transition happened (done), is running
+        (wait) or never started (send again)."""
+        from lifecycle_msgs.msg import Transition
         from lifecycle_msgs.srv import ChangeState
 
+        goal_state = {Transition.TRANSITION_CONFIGURE: "inactive", Transition.TRANSITION_ACTIVATE: "active",
+                      Transition.TRANSITION_DEACTIVATE: "inactive",
+                      Transition.TRANSITION_CLEANUP: "unconfigured"}.get(int(transition_id))
         request = ChangeState.Request()
         request.transition.id = int(transition_id)
         proc = self.processes.get(node_name)
         deadline = time.monotonic() + timeout
         client = self._node.create_client(ChangeState, f"/{node_name}/change_state")
+
+        def check_alive(what: str) -> None:
+            if proc is not None and not proc.running():
+                raise NodeExited(f"{node_name} exited with code {proc.returncode} {what}:\n{proc.output()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{node_name}/change_state: no {what} within {timeout:.0f} s")
+
         try:
             while not client.wait_for_service(timeout_sec=0.2):
-                if proc is not None and not proc.running():
-                    raise NodeExited(f"{node_name} exited with code {proc.returncode} before its lifecycle "
-                                     f"services came up:\n{proc.output()[-3000:]}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{node_name}/change_state did not appear within {timeout:.0f} s")
+                check_alive("before its lifecycle services came up")
+            start_state = self.lifecycle_state(node_name, timeout=max(1.0, deadline - time.monotonic()))
             future = client.call_async(request)
+            ask_state = time.monotonic() + ANSWER_WAIT_S
             while not future.done():
-                if proc is not None and not proc.running():
-                    raise NodeExited(f"{node_name} exited with code {proc.returncode} during a transition")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{node_name}/change_state did not answer within {timeout:.0f} s")
+                check_alive("answer to the transition")
+                if goal_state is not None and time.monotonic() > ask_state:
+                    state = self.lifecycle_state(node_name, timeout=max(1.0, deadline - time.monotonic()))
+                    if state == goal_state:
+                        return True  # done; its answer was lost
+                    if state == start_state:  # the request was lost: the transition never started
+                        client.remove_pending_request(future)
+                        future = client.call_async(request)
+                    ask_state = time.monotonic() + ANSWER_WAIT_S
                 time.sleep(0.02)
             return bool(future.result().success)
         finally:
