@@ -12,7 +12,8 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make setup   create .venv (ROS 2 Jazzy wheels, LeRobot 0.4.4, ...), repair CMake, colcon build"
-	@echo "make demo    simulated pick pipeline: firmware simulator, driver, sim world, expert (EPISODES=$(EPISODES))"
+	@echo "make demo    learned pick end to end: record -> convert -> fit -> eval -> closed-loop trials (PICK_ARGS=...)"
+	@echo "make demo-expert  scripted expert picking in the simulated world (EPISODES=$(EPISODES))"
 	@echo "make test    the whole test suite (what CI runs)"
 	@echo "make build   colcon build only (after adding entry points or interfaces)"
 
