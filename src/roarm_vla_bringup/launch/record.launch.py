@@ -13,39 +13,13 @@ mapping live in roarm_vla_bringup/graph.py (graph "record"), the table the plain
 (episode_recorder.yaml, teleop_relay.yaml). An empty launch argument keeps the YAML.
 """
 
-import os
-import sys
-import tempfile
-
-from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 
 from roarm_vla_bringup import graph
-from roarm_vla_bringup.launch_graph import dds_profile_actions, node_actions, rviz_action
+from roarm_vla_bringup.launch_graph import launch_setup
 
 GRAPH = "record"
-
-
-def record_setup(context: LaunchContext):
-    """launch_graph.launch_setup for the record graph, whose launch arguments include RECORD_LAUNCH_ARGS."""
-    cfg = context.launch_configurations
-    sim = graph.parse_bool(cfg.get("sim", "false"))
-    actions = dds_profile_actions()
-    runtime: dict[str, dict] = {}
-    if sim:
-        # The follower's firmware simulator is a process, not a node (the leader's is the sim_leader node).
-        link = os.path.join(tempfile.gettempdir(), f"roarm_vla_sim_{os.getpid()}")
-        actions.append(ExecuteProcess(cmd=[sys.executable, "-m", "roarm_driver.firmware_sim", "--link", link],
-                                      name="firmware_sim", output="screen"))
-        runtime = {node: {param: link} for node, param in graph.SIM_PORT_TARGETS}
-    overrides = {a.name: cfg.get(a.name, "") for a in graph.launch_args(GRAPH)}
-    built = graph.load_graph(GRAPH, sim=sim, controller=cfg.get("controller", "leader"), overrides=overrides,
-                             runtime_params=runtime)
-    actions += [LogInfo(msg=f"roarm_vla_bringup: {note}") for note in built.notes]
-    actions += node_actions(built)
-    if graph.parse_bool(cfg.get("rviz", "false")):
-        actions.append(rviz_action())
-    return actions
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -53,4 +27,4 @@ def generate_launch_description() -> LaunchDescription:
                  for a in graph.launch_args(GRAPH)]
     arguments += [DeclareLaunchArgument(name, default_value=default, description=description)
                   for name, default, description in graph.RECORD_FLAG_ARGS]
-    return LaunchDescription(arguments + [OpaqueFunction(function=record_setup)])
+    return LaunchDescription(arguments + [OpaqueFunction(function=launch_setup, kwargs={"graph_name": GRAPH})])

@@ -34,7 +34,7 @@ def launch_setup(context: LaunchContext, graph_name: str = "pick"):
         actions.append(ExecuteProcess(cmd=[sys.executable, "-m", "roarm_driver.firmware_sim", "--link", link],
                                       name="firmware_sim", output="screen"))
         runtime = {node: {param: link} for node, param in g.SIM_PORT_TARGETS}
-    overrides = {a.name: cfg.get(a.name, "") for a in g.LAUNCH_ARGS}
+    overrides = {a.name: cfg.get(a.name, "") for a in g.launch_args(graph_name)}
     graph = g.load_graph(graph_name, sim=sim, controller=cfg.get("controller", "policy"), overrides=overrides,
                          runtime_params=runtime)
     actions += [LogInfo(msg=f"roarm_vla_bringup: {note}") for note in graph.notes]
