@@ -89,9 +89,10 @@ def test_multi_point_trajectory_is_executed_along_its_path(rig):
     path = np.array([Trajectory.from_start(HOME, times, points).at(t) for t in np.linspace(0.0, 1.5, 3001)])
     written = np.array([q for _, q in rig.t102_written()[before:]])
     assert len(written) > 10  # streamed as many small steps, not as three jumps
-    # Every setpoint on the wire lies on the planned path (a late tick skips ahead along it, never off it) ...
+    # Every setpoint on the wire lies on the planned path (a late tick skips ahead along it), or on the chord towards
+    # it when the line's velocity limit cut the step: a corner of the path cut by less than one step ...
     off_path = [float(np.min(np.max(np.abs(path - q), axis=1))) for q in written]
-    assert max(off_path) < 0.01, max(off_path)
+    assert max(off_path) < 0.05, max(off_path)
     # ... the path's turning point was commanded, and the last setpoint is the last point.
     assert np.min(np.max(np.abs(written - points[1]), axis=1)) < 0.05
     assert written[-1] == pytest.approx(points[-1], abs=1e-3)
@@ -219,7 +220,9 @@ def test_estop_hold_mode_stops_a_trajectory_where_it_is(make_rig):
     stopped = rig.sim.joints[0]
     time.sleep(0.5)
     assert 0.1 < stopped < 0.6 and rig.sim.torque_on
-    assert rig.sim.joints[0] == pytest.approx(stopped, abs=0.05)
+    # Held at the last MEASURED pose: on a loaded machine that feedback is a few ticks behind the moving arm.
+    assert rig.sim.joints[0] == pytest.approx(stopped, abs=0.12)
+    assert rig.sim.joints[0] < 0.6  # it did not go on towards the trajectory's end
 
 
 def test_torque_off_for_hand_guiding_and_back_on_without_jump(rig):
