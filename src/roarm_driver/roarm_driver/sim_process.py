@@ -29,6 +29,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from roarm_common.child_process import die_with_parent
+
 READABLE = ("port", "pty_path", "connected", "joints", "firmware_joints", "goal", "loads", "output_mode",
             "torque_on", "stats")
 CALLABLE = ("set_joints", "guide", "block_gripper", "received_commands", "inject_garbage", "truncate_next_lines",
@@ -63,16 +65,6 @@ def _decode(value: Any) -> Any:
     if isinstance(value, list):
         return [_decode(v) for v in value]
     return value
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: the kernel sends SIGTERM to the simulator when the process that started it dies (no orphans)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 class ControlServer:
@@ -292,7 +284,7 @@ class SimulatorProcess(SimulatorControl):
             return self.link_path
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=die_with_parent)
         line = self.proc.stdout.readline()  # the port path, printed once the pty and the control socket are up
         if not line.strip():
             self.proc.kill()

@@ -4,7 +4,6 @@ publishes like the arm's driver and camera, drives the record_episode action and
 from __future__ import annotations
 
 import os
-import ctypes
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import rclpy
+from roarm_common.child_process import die_with_parent
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.action import ActionClient
 from rclpy.executors import SingleThreadedExecutor
@@ -56,15 +56,7 @@ def start_node(module: str, params: dict[str, Any], log_path: Path, name: str | 
         args += ["-p", f"{key}:={yaml_value(value)}"]
     log = open(log_path, "w")
     return subprocess.Popen(args, env=child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            preexec_fn=_die_with_parent)
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: SIGTERM from the kernel when the test process dies (no orphan nodes)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+                            preexec_fn=die_with_parent)
 
 
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:

@@ -33,7 +33,6 @@ Python API (the demo and the tests use it):
 from __future__ import annotations
 
 import argparse
-import ctypes
 import importlib
 import json
 import os
@@ -47,10 +46,10 @@ from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any, Callable
 
+from roarm_common.child_process import die_with_parent
 from roarm_vla_bringup.graph import (GRAPH_NAMES, RECORD_CONTROLLERS, SIM_PORT_TARGETS, Graph,
                                     NodeInstance, config_path, launch_args, load_graph)
 
-PR_SET_PDEATHSIG = 1
 DEFAULT_GRACE_S = 10.0  # SIGINT -> SIGTERM (launch's sigterm_timeout is 5 s; a driver shutdown can take longer)
 SERVICE_WAIT_S = 90.0  # a node process importing torch/LeRobot on a loaded 2-core machine
 CONFIGURE_TIMEOUT_S = 600.0  # configure loads the policy checkpoint
@@ -142,14 +141,6 @@ def child_environment() -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:
-    """preexec_fn: the kernel sends SIGTERM to the child when the runner dies (even by SIGKILL)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
-
-
 # ------------------------------------------------------------------------------------------------------------------
 class ManagedProcess:
     """One child process: started in its own process group, its output prefixed with its name and kept."""
@@ -169,7 +160,7 @@ class ManagedProcess:
         self.starts += 1
         self.popen = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, env=child_environment(), start_new_session=True,
-                                      preexec_fn=_die_with_parent, bufsize=0)
+                                      preexec_fn=die_with_parent, bufsize=0)
         self.reader = threading.Thread(target=self._read, name=f"output_{self.name}", daemon=True)
         self.reader.start()
 
