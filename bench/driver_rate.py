@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from roarm_description import joints
 from roarm_driver.firmware_sim import read_command_log
 from roarm_driver.sim_process import SimulatorProcess
+from roarm_vla_bringup.runner import child_environment  # the runner's: same DDS profile as deployed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,16 +49,12 @@ def percentile(values, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else math.nan
 
 
-def child_env() -> dict[str, str]:
-    return dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-
-
 def start_driver(port: str, baud: int, mode: str, log: Path) -> subprocess.Popen:
     argv = [sys.executable, "-c", "import sys; from roarm_driver.arm_driver_node import main; sys.exit(main())",
             "--ros-args", "-r", "__node:=arm_driver", "-p", f"port:={port}", "-p", f"baud:={baud}",
             "-p", f"feedback_mode:={mode}", "-p", "watchdog_timeout:=0.0", "-p", "autostart:=true",
             "-p", "diagnostics_period:=0.5"]
-    return subprocess.Popen(argv, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=child_env())
+    return subprocess.Popen(argv, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=child_environment())
 
 
 class Probe(Node):
@@ -164,7 +160,7 @@ def start_policy_load(workdir: Path, warmup_s: float) -> subprocess.Popen:
     log = open(workdir / "policy_load.log", "w")
     proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "policy_latency.py"), "--modes", "bf16",
                              "--device", "cpu", "--repeats", "100000", "--warmup", "0", "--no-load-stats"],
-                            stdout=log, stderr=subprocess.STDOUT, env=child_env())
+                            stdout=log, stderr=subprocess.STDOUT, env=child_environment())
     print(f"policy load started (pid {proc.pid}); waiting {warmup_s:.0f} s for the model to be built and running",
           flush=True)
     time.sleep(warmup_s)

@@ -539,9 +539,11 @@ class GraphRunner:
         from lifecycle_msgs.msg import Transition
         from lifecycle_msgs.srv import ChangeState
 
-        goal_state = {Transition.TRANSITION_CONFIGURE: "inactive", Transition.TRANSITION_ACTIVATE: "active",
-                      Transition.TRANSITION_DEACTIVATE: "inactive",
-                      Transition.TRANSITION_CLEANUP: "unconfigured"}.get(int(transition_id))
+        start_state, goal_state = {Transition.TRANSITION_CONFIGURE: ("unconfigured", "inactive"),
+                                   Transition.TRANSITION_ACTIVATE: ("inactive", "active"),
+                                   Transition.TRANSITION_DEACTIVATE: ("active", "inactive"),
+                                   Transition.TRANSITION_CLEANUP: ("inactive", "unconfigured")}.get(
+            int(transition_id), (None, None))
         request = ChangeState.Request()
         request.transition.id = int(transition_id)
         proc = self.processes.get(node_name)
@@ -557,7 +559,6 @@ class GraphRunner:
         try:
             while not client.wait_for_service(timeout_sec=0.2):
                 check_alive("before its lifecycle services came up")
-            start_state = self.lifecycle_state(node_name, timeout=max(1.0, deadline - time.monotonic()))
             future = client.call_async(request)
             ask_state = time.monotonic() + ANSWER_WAIT_S
             while not future.done():
