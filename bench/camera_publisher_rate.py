@@ -20,7 +20,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src" / "ro
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from roarm_common.executors import QueueAwareMultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -36,7 +36,7 @@ def main() -> None:
     video = write_index_video(pathlib.Path(tempfile.mkdtemp()) / "bench.avi", VIDEO_FRAMES, WIDTH, HEIGHT, FPS)
     context = rclpy.Context()
     rclpy.init(context=context)
-    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor = QueueAwareMultiThreadedExecutor(num_threads=2, context=context)
     received = []
     listener = rclpy.create_node("camera_bench_listener", context=context)
     listener.create_subscription(Image, "camera/image_raw", lambda m: received.append((time.time_ns(), m)),

@@ -3,8 +3,9 @@
 Each node module's ``main(args=None)`` is ``run_node(NodeClass, args, ...)``.
 - Executor: :func:`executor_threads` reads the node class's ``EXECUTOR_THREADS`` (default 1 =
   SingleThreadedExecutor). A node asks for more only when one of its callbacks waits on another callback of the
-  same node (arm_driver's move_joints execute loop, sim_world's reset waiting for the move); rclpy's
-  MultiThreadedExecutor busy-waits on the GIL otherwise.
+  same node (arm_driver's move_joints execute loop, sim_world's reset waiting for the move), and then gets
+  :class:`roarm_common.executors.QueueAwareMultiThreadedExecutor` (rclpy's own can run away into a busy loop:
+  that module says how).
 - ``lifecycle``: a LifecycleNode whose ``autostart`` parameter is true is configured and activated here (a
   standalone run); launch files and the runner set autostart false and drive the transitions through the node's
   lifecycle services. A failed configure ends the process with status 1 instead of spinning an unconfigured node.
@@ -30,9 +31,11 @@ import threading
 from typing import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+
+from roarm_common.executors import QueueAwareMultiThreadedExecutor
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 DRAIN_TIMEOUT_S = 5.0  # longest wait for running callbacks at teardown (a sim_world reset waits on a move)
@@ -82,7 +85,7 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None, *,
             node = node_factory()
             name = node.get_name()
             threads = executor_threads(node)
-            executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
+            executor = SingleThreadedExecutor() if threads <= 1 else QueueAwareMultiThreadedExecutor(num_threads=threads)
             executor.add_node(node)
             if lifecycle and node.get_parameter("autostart").value:
                 from rclpy.lifecycle import TransitionCallbackReturn

@@ -379,9 +379,9 @@ class ArmDriverNode(LifecycleNode):
                 stopped = core.move_owner is not goal_handle
                 reason = core.move_stop_reason
                 if goal_handle.is_cancel_requested and not stopped:
+                    # The servos hold the last pose written, one step ahead of the arm at most; writing the
+                    # measured pose instead would pull the arm back by the feedback's age times its speed.
                     core.end_move(goal_handle, "canceled")
-                    if measured is not None and core.active and core.connected:
-                        core.hold_measured()  # stop here, not at the next setpoint
             current = [float(measured[i]) for i in index] if measured is not None else [math.nan] * len(index)
             error = max(abs(c - float(target[i])) for c, i in zip(current, index)) if measured is not None \
                 else math.inf

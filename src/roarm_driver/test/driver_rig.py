@@ -15,12 +15,14 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.action import ActionClient
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from roarm_common.executors import QueueAwareMultiThreadedExecutor
 
 from roarm_interfaces.action import MoveJoints
 from roarm_description import joints
@@ -114,7 +116,7 @@ class Rig:
             rclpy.shutdown(context=self.context)
             raise
         self.probe = Probe(self.context)
-        self.executor = (MultiThreadedExecutor(num_threads=4, context=self.context) if executor == "multi"
+        self.executor = (QueueAwareMultiThreadedExecutor(num_threads=4, context=self.context) if executor == "multi"
                          else SingleThreadedExecutor(context=self.context))
         self.executor.add_node(self.node)
         self.executor.add_node(self.probe)

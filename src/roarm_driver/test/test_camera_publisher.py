@@ -8,7 +8,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from roarm_common.executors import QueueAwareMultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
@@ -31,7 +31,7 @@ class Harness:
     def __init__(self):
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor = QueueAwareMultiThreadedExecutor(num_threads=2, context=self.context)
         self.listener = rclpy.create_node("camera_test_listener", context=self.context)
         self.lock = threading.Lock()
         self.images, self.infos, self.diagnostics = [], [], []

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from roarm_common.executors import QueueAwareMultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
@@ -27,7 +27,7 @@ from roarm_sim.sim_world_node import SimWorldNode
 def graph():
     context = rclpy.Context()
     rclpy.init(context=context)
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    executor = QueueAwareMultiThreadedExecutor(num_threads=4, context=context)
     nodes = []
 
     def add(node):
@@ -112,12 +112,16 @@ def test_world_publishes_camera_box_and_outcome_and_serves_resets(graph):
     # a reset with a negative seed takes the world's next seed: a new box pose
     request.seed = -1
     second = call(reset, request)
+    answered = time.time()
     assert second.success and second.seed_used == 43 and second.episode_index == first.episode_index + 1
     assert math.dist((second.box_pose.pose.position.x, second.box_pose.pose.position.y),
                      (expected.x, expected.y)) > 1e-3
     # the white box is where the new pose says, in the published image
     assert wait_for(lambda: got["box"][-1].pose.position.x == pytest.approx(second.box_pose.pose.position.x))
-    time.sleep(0.3)
+    def stamp(msg):
+        return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+    assert wait_for(lambda: stamp(got["image"][-1]) > answered + 0.05)  # rendered after the reset
     img = np.frombuffer(bytes(got["image"][-1].data), np.uint8).reshape(240, 320, 3)
     ys, xs = np.nonzero(np.all(img >= 190, axis=2) & (img.max(axis=2) - img.min(axis=2) < 20))
     p = second.box_pose.pose.position
