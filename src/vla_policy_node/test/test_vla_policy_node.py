@@ -346,6 +346,21 @@ def test_configure_fails_clearly_on_camera_key_mismatch(ros, tiny_checkpoint):
     assert wait_for(lambda: rig.diagnostics and rig.diagnostics[-1].status[0].level == b"\x02", 5.0)
 
 
+def test_flow_steps_parameter_reaches_the_loaded_policy(ros, tiny_checkpoint):
+    # 0 keeps the checkpoint's num_steps; a positive value replaces it in the policy sample_actions reads.
+    node, _ = ros(tiny_checkpoint, flow_steps=3)
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.diagnostics_values()["flow_steps"] == "3"
+    assert node._runtime.policy.config.num_steps == 3
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    default, _ = ros(tiny_checkpoint, flow_steps=0)
+    assert default.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    from lerobot.configs.policies import PreTrainedConfig
+
+    saved = PreTrainedConfig.from_pretrained(str(tiny_checkpoint)).num_steps
+    assert saved != 3 and default.diagnostics_values()["flow_steps"] == str(saved)
+
+
 def test_out_of_range_parameter_is_refused_with_its_name(tiny_checkpoint):
     context = rclpy.Context()
     rclpy.init(context=context)

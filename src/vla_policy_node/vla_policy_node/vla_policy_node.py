@@ -68,6 +68,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("precision", "fp32", "inference precision mode (see the README)", choices=tuple(PRECISION_MODES)),
     Param("device", "cpu", "torch device: cpu | cuda | cuda:N"),
     Param("num_threads", 0, "torch CPU threads for inference (0 = torch default)", range=(0, 256)),
+    Param("flow_steps", 0, "flow-matching (Euler) steps per chunk, SmolVLA's num_steps; 0 = the checkpoint's "
+          "(10); fewer = faster and less exact", range=(0, 100)),
     Param("action_fps", 0.0, "Hz of the chunk's steps (training data fps); 0 = from the checkpoint meta, else 30",
           range=(0.0, 1000.0)),
     Param("inference_lead_steps", 0, "start the next inference when at most this many steps of plan are left "
@@ -172,7 +174,8 @@ class VlaPolicyNode(LifecycleNode):
                 checkpoint=str(p["checkpoint"]), camera_key=str(p["camera_key"]),
                 state_joint_names=tuple(p["state_joint_names"]), joint_units=str(p["joint_units"]),
                 precision=str(p["precision"]), device=str(p["device"]), vlm_path=str(p["vlm_path"]),
-                num_threads=int(p["num_threads"]), rtc_enabled=bool(p["rtc_enabled"]),
+                num_threads=int(p["num_threads"]), flow_steps=int(p["flow_steps"]),
+                rtc_enabled=bool(p["rtc_enabled"]),
                 rtc_execution_horizon=int(p["rtc_execution_horizon"]),
                 rtc_max_guidance_weight=float(p["rtc_max_guidance_weight"]),
             ))
@@ -478,6 +481,9 @@ class VlaPolicyNode(LifecycleNode):
                 values.update(precision=self._runtime.precision_report.mode, checkpoint=self._runtime.info.path,
                               image_size="x".join(map(str, spec.image_size)) if spec.image_size else "camera",
                               joint_units=spec.joint_units)
+                flow_steps = getattr(self._runtime.policy.config, "num_steps", None)  # what sample_actions uses
+                if flow_steps is not None:
+                    values["flow_steps"] = str(flow_steps)
         if self._worker is not None:
             w = self._worker.counters
             lat = w.latencies_s
