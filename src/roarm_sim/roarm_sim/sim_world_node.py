@@ -14,7 +14,7 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -59,7 +59,10 @@ PARAMETERS = {  # name: (default, description)
     "reset_timeout": (20.0, "give up a reset when the arm has not reached the start pose after this long, s"),
     "auto_start": (True, "start the first episode (seed parameter) by itself once joint_states arrive"),
     "joint_states_timeout": (0.5, "joint_states older than this are reported stale in diagnostics, s"),
+    "fault_camera_dropout_s": (0.0, "FAULT INJECTION, off by default (bench/soak.py): set at run time to N > 0 to "
+                                    "stop camera/image_raw and camera_info for N s (a camera drop-out), s"),
 }
+RANGES = {"fault_camera_dropout_s": (0.0, 60.0)}  # name: (low, high), inclusive
 
 
 class SimWorldNode(Node):
@@ -70,7 +73,11 @@ class SimWorldNode(Node):
     def __init__(self, node_name: str = "sim_world", **kwargs):
         super().__init__(node_name, **kwargs)
         for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+            descriptor = ParameterDescriptor(description=description)
+            if name in RANGES:
+                descriptor.floating_point_range = [FloatingPointRange(from_value=RANGES[name][0],
+                                                                      to_value=RANGES[name][1])]
+            self.declare_parameter(name, default, descriptor)
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         self.params = p
         try:
@@ -101,6 +108,8 @@ class SimWorldNode(Node):
         self._frames = 0
         self._render_ms = 0.0
         self._auto_started = not bool(p["auto_start"])
+        self._camera_paused_until = 0.0  # fault_camera_dropout_s: no images before this steady time
+        self.add_post_set_parameters_callback(self._on_parameters_set)
 
         reentrant = ReentrantCallbackGroup()
         # The high-rate callbacks (joint_states 50 Hz, physics 50 Hz, state 20 Hz) share a reentrant group: their
@@ -152,6 +161,8 @@ class SimWorldNode(Node):
             q = None if self._q is None else self._q.copy()
         if q is None:
             return  # no arm state yet: a camera without a picture is better than a made-up arm
+        if time.monotonic() < self._camera_paused_until:
+            return  # an injected camera drop-out (fault_camera_dropout_s)
         stamp = self.get_clock().now().to_msg()  # capture time, like a real camera driver
         started = time.perf_counter()
         with self._lock:
@@ -219,6 +230,12 @@ class SimWorldNode(Node):
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [status]
         self.diag_pub.publish(array)
+
+    def _on_parameters_set(self, parameters) -> None:
+        for param in parameters:
+            if param.name == "fault_camera_dropout_s" and float(param.value) > 0:
+                self._camera_paused_until = time.monotonic() + float(param.value)
+                self.get_logger().warn(f"fault injection: camera drop-out for {float(param.value):g} s")
 
     # --- services ---------------------------------------------------------------------------------------------
     def _on_get_outcome(self, request, response):
