@@ -1,0 +1,55 @@
+"""bench/soak_metrics.py (bench/soak.py's arithmetic) with hand-worked numbers."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
+from soak_metrics import (RssTracker, WriteGapCounter, messages_lost, rss_kb,  # noqa: E402
+                          unexpected_starts)
+
+
+def test_rss_growth_is_per_pid_and_the_table_shows_the_latest_pid():
+    rss = RssTracker()
+    rss.record("vla_policy", 10, 1000)
+    rss.record("vla_policy", 10, 1100)  # +10 %
+    rss.record("vla_policy", 11, 2000)  # respawned: new baseline
+    rss.record("vla_policy", 11, 2020)  # +1 %
+    rss.record("arm_driver", 12, 500)
+    rss.record("arm_driver", 12, 490)  # -2 %
+    rss.record("arm_driver", 12, None)  # gone: ignored
+    assert rss.growth_pct() == {"vla_policy": 10.0, "arm_driver": -2.0}
+    assert rss.table()["vla_policy"] == {"start_mb": round(2000 / 1024, 1), "end_mb": round(2020 / 1024, 1)}
+
+
+def test_rss_of_this_process_is_read_and_a_missing_pid_is_none():
+    assert rss_kb(os.getpid()) > 0
+    assert rss_kb(None) is None
+
+
+def test_write_gaps_count_hidden_ticks_and_skip_idle_and_overlap():
+    counter = WriteGapCounter(period_s=0.02, idle_gap_s=0.5)
+    counter.feed([0.00, 0.02, 0.04, 0.10])  # 0.06 s gap = 3 periods: 2 ticks missed
+    counter.feed([0.04, 0.10, 0.12])  # overlapping batch: 0.04 and 0.10 already counted
+    counter.feed([1.12, 1.14])  # 1.0 s gap: the plan stopped (idle), not a missed tick
+    assert counter.writes == 7
+    assert counter.missed == 2 and counter.late_gaps == 1 and counter.idle_gaps == 1
+    assert counter.as_dict()["worst_gap_ms"] == 60.0
+    counter.feed([1.169])  # 0.029 s = 1.45 periods: rounds to one period, on time
+    assert counter.missed == 2
+    with pytest.raises(ValueError):
+        WriteGapCounter(period_s=0.02, idle_gap_s=0.01)
+
+
+def test_messages_lost_against_the_rate_before_the_fault():
+    assert messages_lost(30.0, 5.0, 140) == 10  # 150 expected
+    assert messages_lost(30.0, 5.0, 155) == 0  # more than before: nothing lost
+    assert messages_lost(29.9, 5.0, 149) == 0  # 149.5 expected: half a message is not a lost one
+
+
+def test_unexpected_starts_are_those_no_kill_explains():
+    assert unexpected_starts(starts=1, kills=0) == 0
+    assert unexpected_starts(starts=3, kills=2) == 0
+    assert unexpected_starts(starts=4, kills=2) == 1
