@@ -81,6 +81,9 @@ class PipelineConfig:
     seed: int = 0  # training episode i uses seed + i
     task: str = DEFAULT_TASK
     storage: str = "mcap"
+    # True: every demonstration (and trial) starts from the home pose (sim_world.random_start_pose false): the
+    # seed's state shortcut reproduced on purpose, to show that the offline checks FAIL on such a policy
+    fixed_start_pose: bool = False
     # convert
     fps: int = 10
     image_px: int = 96
@@ -160,8 +163,11 @@ def _config_digests(names: tuple[str, ...]) -> dict[str, str]:
 def stage_inputs(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
     """What a stage's output depends on (besides its upstream stages). Changing any of these rebuilds it."""
     if stage == "record":
-        return {"seeds": cfg.train_seeds, "task": cfg.task, "storage": cfg.storage,
-                "configs": _config_digests(RECORD_CONFIGS)}
+        inputs = {"seeds": cfg.train_seeds, "task": cfg.task, "storage": cfg.storage,
+                  "configs": _config_digests(RECORD_CONFIGS)}
+        if cfg.fixed_start_pose:  # only when set: the default run's digests (and stamps) stay as they were
+            inputs["fixed_start_pose"] = True
+        return inputs
     if stage == "convert":
         return {"fps": cfg.fps, "image_px": cfg.image_px}
     if stage == "fit":
@@ -175,7 +181,8 @@ def stage_inputs(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
         return {"trials": cfg.trials, "baseline_trials": cfg.baseline_trials, "expert_trials": cfg.expert_trials,
                 "eval_seeds": cfg.eval_seeds, "time_limit": cfg.time_limit, "n_action_steps": cfg.n_action_steps,
                 "trial_set": list(cfg.trial_set),
-                "configs": _config_digests(TRIAL_CONFIGS)}
+                "configs": _config_digests(TRIAL_CONFIGS)} | ({"fixed_start_pose": True} if cfg.fixed_start_pose
+                                                             else {})
     if stage == "report":
         return {}
     raise KeyError(stage)
@@ -322,13 +329,19 @@ class Pipeline:
         bags = self.cfg.path("bags")
         _clear(bags, self.cfg.out)
         bags.mkdir(parents=True)
+        start = ("the HOME start pose in every episode (--fixed-start-pose: the state shortcut on purpose), random "
+                 "box place per seed" if self.cfg.fixed_start_pose else "random start pose and box place per seed")
         self.log(f"[record] {self.cfg.episodes} scripted episodes, seeds {self.cfg.train_seeds[0]}.."
-                 f"{self.cfg.train_seeds[-1]} (random start pose and box place per seed)")
+                 f"{self.cfg.train_seeds[-1]} ({start})")
         kept = record_expert_episodes(bags, self.cfg.train_seeds, task=self.cfg.task, storage=self.cfg.storage,
-                                      log=lambda m: self.log(f"[record] {m}"))
+                                      log=lambda m: self.log(f"[record] {m}"), overrides=self.record_overrides())
         if len(kept) < 2:
             raise PipelineError(f"record: only {len(kept)} successful demonstration(s) were kept in {bags}")
         self.log(f"[record] kept {len(kept)} of {self.cfg.episodes} episodes")
+
+    def record_overrides(self) -> dict[str, Any]:
+        """sim_world's start-pose draw for the demonstrations (the YAML's random_start_pose unless fixed)."""
+        return {"sim_world.random_start_pose": False} if self.cfg.fixed_start_pose else {}
 
     # -- 2 convert ----------------------------------------------------------------------------------------------
     def _stage_convert(self) -> None:
@@ -430,7 +443,9 @@ class Pipeline:
         """n_action_steps as the policy node knows it: re-plan when chunk - n_action_steps steps are left (the
         node executes whole timed plans, so this is its lead, not LeRobot's queue length); --trial-set wins."""
         lead = max(1, self.cfg.chunk_size - self.cfg.n_action_steps)  # 0 would mean the node's default, half a chunk
-        return [f"vla_policy.inference_lead_steps:={lead}", *self.cfg.trial_set]
+        # a fixed-start policy is tried where it was trained: from the home pose
+        start = ["sim_world.random_start_pose:=false"] if self.cfg.fixed_start_pose else []
+        return [f"vla_policy.inference_lead_steps:={lead}", *start, *self.cfg.trial_set]
 
     # -- 6 report -----------------------------------------------------------------------------------------------
     def _stage_report(self) -> dict:
@@ -594,6 +609,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=d.seed, help="seed of the first demonstration; episode i: seed + i")
     g.add_argument("--task", default=d.task)
     g.add_argument("--storage", choices=("mcap", "sqlite3"), default=d.storage)
+    g.add_argument("--fixed-start-pose", action="store_true",
+                   help="every demonstration starts from the home pose (sim_world.random_start_pose false), trials "
+                        "too: reproduces the state shortcut on purpose, to check that eval's collapse and "
+                        "image-reliance checks FAIL on such a policy (use another --out)")
     g = p.add_argument_group("convert")
     g.add_argument("--fps", type=int, default=d.fps, help=f"dataset frame rate (default {d.fps})")
     g.add_argument("--image-px", type=int, default=d.image_px, help=f"square image size (default {d.image_px})")

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from roarm_training import pick_stamps
-from roarm_training.pick_pipeline import (STAGES, PipelineConfig, PipelineError, PolicyCollapsed, check_config,
-                                          digests, eval_gate, stage_inputs)
+from roarm_training.pick_pipeline import (STAGES, Pipeline, PipelineConfig, PipelineError, PolicyCollapsed,
+                                          check_config, digests, eval_gate, stage_inputs)
 
 
 # ================================================================================================ stamps
@@ -83,6 +83,25 @@ def test_changing_a_stage_input_rebuilds_it_and_everything_downstream_only(tmp_p
     assert [s for s in STAGES if base[s] != bigger_images[s]] == ["convert", "fit", "eval", "trials", "report"]
     # options that do not change what a stage produces are not inputs
     assert digests(PipelineConfig(out=tmp_path, threads=1, verbose=True, allow_collapse=True)) == base
+
+
+def test_fixed_start_pose_records_and_tries_from_home_and_rebuilds_everything(tmp_path):
+    from roarm_recorder.expert_demos import record_graph
+    from roarm_vla_bringup.graph import load_graph
+    from roarm_vla_bringup.runner import parse_sets
+
+    default, fixed = PipelineConfig(out=tmp_path), PipelineConfig(out=tmp_path, fixed_start_pose=True)
+    # the default run's record inputs are those of earlier runs (their stamps stay valid); the option rebuilds all
+    assert "fixed_start_pose" not in stage_inputs(default, "record")
+    assert [s for s in STAGES if digests(default)[s] != digests(fixed)[s]] == list(STAGES)
+    assert Pipeline(default).record_overrides() == {}
+    graph = record_graph(tmp_path / "bags", overrides=Pipeline(fixed).record_overrides())
+    assert graph.node("sim_world").parameters()["random_start_pose"] is False
+    assert record_graph(tmp_path / "bags").node("sim_world").parameters()["random_start_pose"] is True
+    trial_sets = parse_sets(Pipeline(fixed).trial_overrides())
+    pick = load_graph("pick", sim=True, controller="policy", overrides=trial_sets)
+    assert pick.node("sim_world").parameters()["random_start_pose"] is False
+    assert "sim_world.random_start_pose" not in parse_sets(Pipeline(default).trial_overrides())
 
 
 def test_seeds_training_and_trials_are_disjoint_or_refused(tmp_path):
