@@ -1,7 +1,7 @@
 """bench/soak.py's arithmetic, ROS-free (plain Python, times passed in; unit-tested in
 src/roarm_vla_bringup/test/test_soak_metrics.py with hand-worked numbers):
 
-- RssTracker: first and last VmRSS per (process name, pid) -> growth % per pid (a respawn starts a new baseline);
+- RssTracker: VmRSS samples per (process name, pid) -> growth % per pid, whole run and second half;
 - WriteGapCounter: command ticks missed on the wire, from the times of the driver's T:102 writes as the firmware
   read them (the driver writes one per command tick while a plan runs, so a gap of k periods hides k - 1 ticks;
   a gap of `idle_gap_s` or more is no plan at all, not a missed tick);
@@ -30,31 +30,58 @@ def rss_kb(pid: int | None) -> int | None:
 
 
 class RssTracker:
-    """First and last RSS per (name, pid); growth is per pid so that a respawned process starts a new baseline."""
+    """RSS samples per (name, pid); growth is per pid so that a respawned process starts a new baseline.
+
+    growth: last / first sample - 1. late growth: last / the first sample at or after the middle of the pid's
+    sampled time - 1 (memory that saturates early shows growth but little late growth; a leak shows both).
+    rebase(name): the next sample of that name's current pid becomes its baseline (a respawned process is sampled
+    while it still loads its model; its baseline is taken once it runs).
+    """
 
     def __init__(self) -> None:
-        self.first: dict[tuple[str, int], int] = {}
-        self.last: dict[tuple[str, int], int] = {}
+        self.samples: dict[tuple[str, int], list[tuple[float, int]]] = {}
+        self._rebase: set[str] = set()
 
-    def record(self, name: str, pid: int, kb: int | None) -> None:
-        if kb:
-            self.first.setdefault((name, pid), kb)
-            self.last[(name, pid)] = kb
+    def record(self, name: str, pid: int, kb: int | None, t: float) -> None:
+        if not kb:
+            return
+        key = (name, pid)
+        if name in self._rebase:
+            self._rebase.discard(name)
+            self.samples[key] = []
+        self.samples.setdefault(key, []).append((t, kb))
 
-    def growth_pct(self) -> dict[str, float]:
-        """name -> the largest growth (last / first - 1, in %) over that name's pids."""
+    def rebase(self, name: str) -> None:
+        self._rebase.add(name)
+
+    @staticmethod
+    def _late_first(samples: list[tuple[float, int]]) -> int:
+        middle = (samples[0][0] + samples[-1][0]) / 2.0
+        return next(kb for t, kb in samples if t >= middle)
+
+    def growth_pct(self, late: bool = False) -> dict[str, float]:
+        """name -> the largest growth in % over that name's pids (late=True: over the second half)."""
         out: dict[str, float] = {}
-        for key, first in self.first.items():
-            growth = 100.0 * (self.last[key] / first - 1.0)
-            out[key[0]] = max(out.get(key[0], -math.inf), growth)
+        for (name, _pid), samples in self.samples.items():
+            if not samples:
+                continue
+            first = self._late_first(samples) if late else samples[0][1]
+            growth = 100.0 * (samples[-1][1] / first - 1.0)
+            out[name] = max(out.get(name, -math.inf), growth)
         return {name: round(value, 2) for name, value in out.items()}
 
     def table(self) -> dict[str, dict[str, float]]:
         """name -> {start_mb, end_mb} of its latest pid (the one still running at the end)."""
         out: dict[str, dict[str, float]] = {}
-        for (name, _pid), first in self.first.items():  # insertion order: a later pid replaces an earlier one
-            out[name] = {"start_mb": round(first / 1024.0, 1), "end_mb": round(self.last[(name, _pid)] / 1024.0, 1)}
+        for (name, _pid), samples in self.samples.items():  # insertion order: a later pid replaces an earlier one
+            if samples:
+                out[name] = {"start_mb": round(samples[0][1] / 1024.0, 1),
+                             "end_mb": round(samples[-1][1] / 1024.0, 1)}
         return out
+
+    def latest_mb(self, name: str) -> float | None:
+        keys = [key for key in self.samples if key[0] == name and self.samples[key]]
+        return round(self.samples[keys[-1]][-1][1] / 1024.0, 1) if keys else None
 
 
 class WriteGapCounter:

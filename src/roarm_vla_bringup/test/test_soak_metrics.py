@@ -13,15 +13,36 @@ from soak_metrics import (RssTracker, WriteGapCounter, messages_lost, rss_kb,  #
 
 def test_rss_growth_is_per_pid_and_the_table_shows_the_latest_pid():
     rss = RssTracker()
-    rss.record("vla_policy", 10, 1000)
-    rss.record("vla_policy", 10, 1100)  # +10 %
-    rss.record("vla_policy", 11, 2000)  # respawned: new baseline
-    rss.record("vla_policy", 11, 2020)  # +1 %
-    rss.record("arm_driver", 12, 500)
-    rss.record("arm_driver", 12, 490)  # -2 %
-    rss.record("arm_driver", 12, None)  # gone: ignored
+    rss.record("vla_policy", 10, 1000, t=0.0)
+    rss.record("vla_policy", 10, 1100, t=5.0)  # +10 %
+    rss.record("vla_policy", 11, 2000, t=10.0)  # respawned: new baseline
+    rss.record("vla_policy", 11, 2020, t=15.0)  # +1 %
+    rss.record("arm_driver", 12, 500, t=0.0)
+    rss.record("arm_driver", 12, 490, t=5.0)  # -2 %
+    rss.record("arm_driver", 12, None, t=10.0)  # gone: ignored
     assert rss.growth_pct() == {"vla_policy": 10.0, "arm_driver": -2.0}
     assert rss.table()["vla_policy"] == {"start_mb": round(2000 / 1024, 1), "end_mb": round(2020 / 1024, 1)}
+    assert rss.latest_mb("vla_policy") == round(2020 / 1024, 1) and rss.latest_mb("nobody") is None
+
+
+def test_rss_late_growth_separates_an_early_plateau_from_a_steady_leak():
+    rss = RssTracker()
+    for t, kb in ((0, 1000), (10, 1100), (20, 1100), (30, 1100), (40, 1100)):  # +10 % early, then flat
+        rss.record("plateau", 1, kb, t=float(t))
+    for t, kb in ((0, 1000), (10, 1025), (20, 1050), (30, 1075), (40, 1100)):  # +2.5 % every 10 s
+        rss.record("leak", 2, kb, t=float(t))
+    assert rss.growth_pct() == {"plateau": 10.0, "leak": 10.0}
+    # second half: from the first sample at t >= 20 s: plateau 1100 -> 1100, leak 1050 -> 1100
+    assert rss.growth_pct(late=True) == {"plateau": 0.0, "leak": round(100 * (1100 / 1050 - 1), 2)}
+
+
+def test_rss_rebase_starts_the_baseline_at_the_next_sample():
+    rss = RssTracker()
+    rss.record("vla_policy", 11, 500, t=0.0)  # still loading its model
+    rss.rebase("vla_policy")
+    rss.record("vla_policy", 11, 900, t=5.0)  # loaded: the baseline
+    rss.record("vla_policy", 11, 909, t=10.0)
+    assert rss.growth_pct() == {"vla_policy": 1.0}
 
 
 def test_rss_of_this_process_is_read_and_a_missing_pid_is_none():
