@@ -95,9 +95,11 @@ def node_settings(config_file: Path | None = None) -> dict:
 
 def diagnose_episode(runtime, seed: int, *, n_action_steps: int, latency: float = 0.05, time_limit: float = 15.0,
                      task: str = "Pick up the white box", settings: dict | None = None,
-                     physics_rate: float = 100.0, driver_rate: float = 50.0, camera_rate: float = 30.0,
-                     noise_seed: int | None = None) -> EpisodeDiagnosis:
-    """One episode of ``seed`` driven by the policy (see the module docstring)."""
+                     physics_rate: float = 100.0, driver_rate: float = 50.0,
+                     camera_rate: float = 30.0) -> EpisodeDiagnosis:
+    """One episode of ``seed`` driven by the policy (see the module docstring). Each inference draws fresh
+    flow-matching noise as the node does (noise_seed -1), from a generator seeded by (seed, inference number) so
+    that a replay is repeatable."""
     from roarm_description import joints
     from roarm_description.servo_model import ServoBank
     from roarm_sim import arm_model
@@ -138,6 +140,7 @@ def diagnose_episode(runtime, seed: int, *, n_action_steps: int, latency: float 
     t, k = 0.0, 0
     first_close = None
     was_open = False
+    inferences = 0
     state = world.step(q, t)
     while state.status == 0:
         if pending is not None and t >= pending[0]:
@@ -149,7 +152,8 @@ def diagnose_episode(runtime, seed: int, *, n_action_steps: int, latency: float 
             end = scheduler.plan_end(t)
             if end is None or end - t <= lead_steps * dt_step + 1e-9:
                 image = resize_image(world.render(q), size)
-                actions = runtime.predict(image, q, task, noise_seed=noise_seed).actions
+                actions = runtime.predict(image, q, task, noise_seed=seed * 1000 + inferences).actions
+                inferences += 1
                 pending = (t + latency, actions, t)
         if k % per_drive == 0 and plan is not None:
             servos.command(joints.urdf_to_firmware(plan.sample(t)), 0, 0)
@@ -195,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     out = []
     for seed in range(args.seeds, args.seeds + args.count):
         d = diagnose_episode(runtime, seed, n_action_steps=args.n_action_steps, latency=args.latency,
-                             time_limit=args.time_limit, noise_seed=seed)
+                             time_limit=args.time_limit)
         out.append(d)
         print(f"seed {seed}: {d.status:8s} {d.cls:24s} box {d.box_size * 100:.1f} cm; closest axial "
               f"{d.closest_axial_cm:.1f} lateral {d.closest_lateral_cm:.1f} cm (tol 1.5/1.2) gap there "

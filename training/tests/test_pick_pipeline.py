@@ -132,6 +132,30 @@ def test_eval_gate_stops_on_a_collapsed_policy_with_the_figures():
     assert eval_gate(_eval_report("PASS", "PASS")) == []
 
 
+# ================================================================================================ grasp diagnosis
+def test_grasp_diagnosis_classes_from_hand_written_steps():
+    from roarm_training.pick_diagnose import StepRecord, classify
+
+    def steps(*rows):  # (gap cm, axial cm, lateral cm, grasped)
+        return [StepRecord(0.1 * k, [], g / 100, a / 100, l / 100, False, bool(h)) for k, (g, a, l, h) in
+                enumerate(rows)]
+
+    box, tol_a, tol_l = 0.03, 0.015, 0.012
+    # closes at the right height but 2.5 cm beside the box: the closest step is the one with the smallest
+    # max(axial / 1.5, lateral / 1.2) = max(0.2, 2.08) at step 2
+    far = steps((5, 6, 8, 0), (5, 1, 3, 0), (4, 0.3, 2.5, 0), (1, 0.3, 2.7, 0))
+    assert classify(far, box, tol_a, tol_l, False) == ("never_within_tolerance", 2, 0)
+    # inside the tolerance only with the jaws already narrower than the box (3 cm)
+    shut = steps((5, 6, 8, 0), (2, 0.5, 0.5, 0), (1, 0.3, 0.4, 0))
+    assert classify(shut, box, tol_a, tol_l, False) == ("jaws_not_open_inside", 2, 0)
+    # open around the box for one step (step 1), then it moved away and closed beside it
+    left = steps((5, 6, 8, 0), (5, 1.4, 1.1, 0), (4, 0.2, 2.5, 0), (1, 0.2, 2.6, 0))
+    assert classify(left, box, tol_a, tol_l, False) == ("closed_outside", 1, 1)
+    held = steps((5, 1, 1, 0), (2, 0.1, 0.5, 1))
+    assert classify(held, box, tol_a, tol_l, False)[0] == "grasped_not_lifted"
+    assert classify(held, box, tol_a, tol_l, True)[0] == "success"
+
+
 # ================================================================================================ baseline
 def test_mean_action_checkpoint_answers_the_mean_action_for_every_input(tmp_path):
     pytest.importorskip("lerobot")
