@@ -66,6 +66,10 @@ def firmware_fk(fw: np.ndarray) -> tuple[float, float, float, float]:
     return firmware_xyz(fw)
 
 
+# At exit the simulator waits this long for the host's driver to close the port first: launch signals every process
+# at once, and a port that vanishes under a driver makes it report a lost link.
+HOST_CLOSE_GRACE_S = 3.0
+
 BOOT_TEXT = (
     b"ets Jul 29 2019 12:21:46\r\n"
     b"rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n"
@@ -328,6 +332,39 @@ class FirmwareSimulator:
         self._master = self._slave = None
         self._pty_path = None
         self._rx.clear()
+
+    def port_open_elsewhere(self) -> bool:
+        """Whether another process holds the pty open (the host's driver): scans /proc (Linux), so call it rarely.
+        Used at exit: a simulator that closes under a driver still reading makes it report a lost link."""
+        path = self._pty_path
+        if path is None:
+            return False
+        me = os.getpid()
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or int(pid) == me:
+                continue
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:  # gone, or not ours to read
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
+                        return True
+                except OSError:
+                    continue
+        return False
+
+    def wait_for_host_to_close(self, timeout: float = HOST_CLOSE_GRACE_S,
+                               interrupted: threading.Event | None = None) -> bool:
+        """Before stopping: wait up to ``timeout`` s for the host to close the port (True when it did)."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while self.port_open_elsewhere():
+            if time.monotonic() >= deadline or (interrupted is not None and interrupted.wait(0.05)):
+                return False
+            if interrupted is None:
+                time.sleep(0.05)
+        return True
 
     def _in_loop(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the firmware thread (it owns the fds), or directly when the loop is not running."""
@@ -611,16 +648,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="write one line per received T:102: monotonic and wall receipt time, joint values")
     parser.add_argument("--control", default=None,
                         help="Unix socket path for remote control (tests, benches): see roarm_driver.sim_process")
+    parser.add_argument("--exit-grace", type=float, default=HOST_CLOSE_GRACE_S,
+                        help="on SIGINT/SIGTERM, wait up to this many seconds for the driver to close the port "
+                             "first (launch signals every process at once); a second signal exits at once")
     args = parser.parse_args(argv)
     initial = None
     if args.initial_positions:
         initial = np.array([float(v) for v in args.initial_positions.split(",")])
         if initial.shape != (joints.NUM_JOINTS,):
             parser.error(f"--initial-positions needs {joints.NUM_JOINTS} values, got {args.initial_positions!r}")
-    stop = threading.Event()
+    stop, stop_now = threading.Event(), threading.Event()
+
+    def on_signal(*_):
+        if stop.is_set():
+            stop_now.set()
+        stop.set()
+
     # Handlers first: a signal during start-up must also end the process cleanly (status 0, no traceback).
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     sim = FirmwareSimulator(baud=args.baud, link_path=args.link, boot_mode=args.boot_mode,
                             boot_text=not args.no_boot_text, initial_positions=initial, seed=args.seed)
     log = CommandLog(args.command_log) if args.command_log else None
@@ -642,6 +688,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while not stop.wait(0.5):
             pass
+        sim.wait_for_host_to_close(args.exit_grace, interrupted=stop_now)
     finally:
         if server is not None:
             server.stop()

@@ -2,6 +2,7 @@
 
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -277,4 +278,32 @@ def test_cli_prints_port_and_writes_port_file(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(5) == 0
+    assert not os.path.exists(link)
+
+
+def test_cli_stop_waits_for_the_host_to_close_the_port_first(tmp_path):
+    # launch signals every process at once: the simulator outlives the driver's port, so the driver never sees its
+    # link vanish; a second signal ends it at once.
+    link = str(tmp_path / "arm")
+    argv = [sys.executable, "-m", "roarm_driver.firmware_sim", "--link", link, "--no-boot-text", "--exit-grace", "30"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    for second_signal in (False, True):
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
+        try:
+            assert proc.stdout.readline().strip() == link
+            host = serial.Serial(link, timeout=0.05)
+            proc.send_signal(signal.SIGINT)
+            time.sleep(1.0)
+            assert proc.poll() is None  # still serving the host
+            send(host, proto.feedback_request())
+            assert read_messages(host, 0.3)[0]["T"] == 1051
+            if second_signal:
+                proc.send_signal(signal.SIGINT)
+            else:
+                host.close()
+            assert proc.wait(10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            host.close()
     assert not os.path.exists(link)

@@ -111,6 +111,7 @@ def _node_class():
 
         def destroy_node(self):
             self.leader.stop()
+            self.sim.wait_for_host_to_close()  # the leader's driver first: no false "serial link lost"
             self.sim.stop()
             return super().destroy_node()
 
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
     finally:
         leader.stop()
+        sim.wait_for_host_to_close()
         sim.stop()
     return 0
 

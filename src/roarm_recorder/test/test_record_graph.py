@@ -69,6 +69,15 @@ def test_recorder_parameters_follow_the_controller_and_sim():
     assert params["stop_on_outcome"] is False and params["output_dir"] == "/data/eps" and params["storage"] == "sqlite3"
 
 
+def test_sim_world_moves_the_arm_to_its_start_pose_only_when_no_person_drives_it():
+    moves = {c: g.load_graph("record", sim=True, controller=c).node("sim_world").parameters()["reset_move_arm"]
+             for c in g.RECORD_CONTROLLERS}
+    yaml_value = g.yaml_section(g.config_path("sim_world.yaml"), "sim_world")["reset_move_arm"]
+    assert yaml_value is True
+    assert moves == {"policy": True, "expert": True, "leader": False, "hand": False}
+    assert g.load_graph("pick", sim=True, controller="policy").node("sim_world").parameters()["reset_move_arm"]
+
+
 def test_leader_driver_ports_and_remaps():
     real = g.load_graph("record", controller="leader", overrides={"leader_port": "/dev/ttyUSB7",
                                                                   "serial_port": "/dev/ttyUSB6"})

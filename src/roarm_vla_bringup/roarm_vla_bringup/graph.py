@@ -130,6 +130,12 @@ def _recorder_options(o: GraphOptions) -> dict[str, Any]:
             "outcome_topic": "sim/episode_outcome" if o.sim else "", "stop_on_outcome": bool(o.sim)}
 
 
+def _sim_world_options(o: GraphOptions) -> dict[str, Any]:
+    """With a person driving (leader arm or hand-guiding) the world only places the box: a reset moving the
+    follower would fight the teleop stream (or a torque-off arm); the person brings the arm to its start."""
+    return {"reset_move_arm": False} if o.controller in ("leader", "hand") else {}
+
+
 _PICK_RECORD = ("pick", "record")
 # The leader arm's driver: the same node as the follower's, its interfaces under leader/ (the relay's commands,
 # sim_world's reset moves and e-stops reach only the follower).
@@ -144,7 +150,7 @@ NODES: tuple[NodeSpec, ...] = (
              "roarm_driver.camera_publisher_node:CameraPublisherNode", config="camera_publisher.yaml", when=_real,
              graphs=_PICK_RECORD),
     NodeSpec("sim_world", "roarm_sim", "sim_world", "roarm_sim.sim_world_node:SimWorldNode",
-             config="sim_world.yaml", when=_sim, graphs=_PICK_RECORD),
+             config="sim_world.yaml", when=_sim, option_params=_sim_world_options, graphs=_PICK_RECORD),
     NodeSpec("vla_policy", "vla_policy_node", "vla_policy", "vla_policy_node.vla_policy_node:VlaPolicyNode",
              config="vla_policy.yaml", lifecycle=True, when=_policy, launch_params=_LAUNCH_DRIVES_LIFECYCLE,
              graphs=_PICK_RECORD),
