@@ -130,6 +130,51 @@ def header_stamp_ns(raw: bytes | memoryview) -> int:
     return sec * 1_000_000_000 + nanosec
 
 
+@dataclass(frozen=True)
+class RawImage:
+    """The fields of a sensor_msgs/Image that the observation reads, with ``data`` the pixel bytes (no copy of a
+    decoded message in between): what :func:`image_from_cdr` returns."""
+
+    header_stamp_ns: int
+    frame_id: str
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: bytes
+
+
+def image_from_cdr(raw: bytes) -> RawImage | None:
+    """A little-endian CDR sensor_msgs/Image read field by field (header stamp, frame_id, height, width, encoding,
+    is_bigendian, step, data), or None when the buffer is not that (big-endian, sizes that do not add up): the
+    caller then decodes it with rosbags. CDR aligns each field to its size, counted from after the 4-byte
+    encapsulation header. rosbags' generic deserializer built a message object and copied the pixel buffer once
+    more for every camera frame (bench/convert.py)."""
+    if len(raw) < 32 or raw[1] != 0x01:  # CDR_LE
+        return None
+    try:
+        sec, nanosec, frame_len = struct.unpack_from("<iII", raw, 4)
+        pos = 16 + frame_len
+        frame_id = raw[16:pos - 1].decode()
+        pos += -(pos - 4) % 4
+        height, width, encoding_len = struct.unpack_from("<III", raw, pos)
+        pos += 12
+        encoding = raw[pos:pos + encoding_len - 1].decode()
+        pos += encoding_len
+        is_bigendian = raw[pos]
+        pos += 1
+        pos += -(pos - 4) % 4
+        step, size = struct.unpack_from("<II", raw, pos)
+        pos += 8
+    except (struct.error, UnicodeDecodeError, IndexError):
+        return None
+    if pos + size > len(raw) or frame_len == 0 or encoding_len == 0:
+        return None
+    return RawImage(sec * 1_000_000_000 + nanosec, frame_id, height, width, encoding, is_bigendian, step,
+                    raw[pos:pos + size])
+
+
 @dataclass
 class TopicData:
     """One topic of one bag: per message (receive order) its receive time and header stamp, maybe the messages."""
@@ -242,6 +287,14 @@ class EpisodeBag:
         msgtype = self.topics[topic]
         for index, (_, raw) in enumerate(self._raw(topic)):
             yield index, self._deserialize(raw, msgtype, topic)
+
+    def iter_images(self, topic: str) -> Iterator[tuple[int, Any]]:
+        """(index in receive order, image message) for every message on an image topic: raw sensor_msgs/Image
+        as :class:`RawImage` (read straight from the CDR bytes), anything else decoded by rosbags."""
+        msgtype = self.topics[topic]
+        for index, (_, raw) in enumerate(self._raw(topic)):
+            image = image_from_cdr(raw) if msgtype == IMAGE_TYPE else None
+            yield index, image if image is not None else self._deserialize(raw, msgtype, topic)
 
     def iter_raw(self, topic: str) -> Iterator[tuple[int, bytes]]:
         """(index in receive order, raw CDR bytes) for every message on ``topic``."""

@@ -34,6 +34,7 @@ from roarm_description.joints import JOINT_NAMES
 from roarm_training.alignment import AlignmentError, Stream, align
 from roarm_training.bags import (IMAGE_TYPES, JOINT_STATE_TYPE, TRAJECTORY_TYPE, BagError, EpisodeBag, Skipped,
                                  bag_fingerprint, find_bags)
+from roarm_training.video_encoding import dropped_frames, uint8_frame_stats, wait_for_encoder_room
 from vla_policy_node.observation import (ACTION_KEY, DEFAULT_IMAGE_KEY, STATE_KEY, ObservationSpec,
                                          action_from_trajectory, observation_from_messages, state_from_joint_state)
 
@@ -125,7 +126,8 @@ class ConvertResult:
     episodes: list[EpisodeResult]
     skipped: list[Skipped]
     # seconds per stage: read_align (bag opened, stamps and joint messages read, alignment), decode_build (image
-    # messages read and decoded, observations built), add_frame (LeRobot's frame buffer, image files), save_episode
+    # messages read and decoded, observations built), encoder_wait (waiting for room in LeRobot's video encoder
+    # queue: the encoder is the slower side), add_frame (LeRobot's frame buffer, image files), save_episode
     # (LeRobot: parquet, video encoding, stats), finalize (writers closed, meta written, moved into place)
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -294,7 +296,7 @@ def _prepare_episode(bag: EpisodeBag, options: ConvertOptions, fps: int, spec: O
     def frames() -> Iterator[dict]:
         image_index = alignment.indices["image"]
         uses = Counter(image_index.tolist())
-        pending = bag.iter_messages(image_topic)
+        pending = bag.iter_images(image_topic)
         cache: dict[int, Any] = {}
         for k in range(alignment.kept_frames):
             wanted = int(image_index[k])
@@ -469,7 +471,10 @@ def convert(inputs: Sequence[str | Path], options: ConvertOptions, log=print) ->
     dataset = None
     image_shape = tuple(existing["image_shape"]) if appending else None
     results: list[EpisodeResult] = []
-    stages = dict.fromkeys(("read_align", "decode_build", "add_frame", "save_episode", "finalize"), 0.0)
+    stages = dict.fromkeys(("read_align", "decode_build", "encoder_wait", "add_frame", "save_episode", "finalize"),
+                           0.0)
+    stats_patch = uint8_frame_stats()  # the same video statistics as LeRobot's, from value counts (video_encoding)
+    stats_patch.__enter__()
     try:
         if appending:
             shutil.copytree(out, tmp)
@@ -511,11 +516,17 @@ def convert(inputs: Sequence[str | Path], options: ConvertOptions, log=print) ->
                                 raise BagError(f"{path}: images are {frame[spec.image_key].shape[:2]}, the dataset's "
                                                f"are {tuple(image_shape)[:2]}; pass --image-size H W to resize all")
                             started = time.perf_counter()
+                            wait_for_encoder_room(dataset)  # LeRobot's feed_frame drops a frame when it is full
+                            stages["encoder_wait"] += time.perf_counter() - started
+                            started = time.perf_counter()
                             dataset.add_frame({**frame, "task": episode.task})
                             stages["add_frame"] += time.perf_counter() - started
                         started = time.perf_counter()
                         dataset.save_episode()
                         stages["save_episode"] += time.perf_counter() - started
+                        lost = dropped_frames(dataset)
+                        if lost:  # the video would be shorter than the episode's frames: never write that
+                            raise ConvertError(f"{path}: the video encoder dropped frames {lost}")
                         result.episode_index = next_index
                         next_index += 1
                     result.report.update(task=episode.task, teleop_mode=episode.teleop_mode,
@@ -546,6 +557,8 @@ def convert(inputs: Sequence[str | Path], options: ConvertOptions, log=print) ->
     except BaseException:
         _discard(dataset, tmp)
         raise
+    finally:
+        stats_patch.__exit__(None, None, None)
     log(f"{out}: {sum(r.skipped_reason is None for r in results)} episode(s), "
         f"{sum(r.frames for r in results if r.skipped_reason is None)} frames added")
     return ConvertResult(out, False, results, skipped, {k: round(v, 4) for k, v in stages.items()})

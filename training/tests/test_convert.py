@@ -355,3 +355,27 @@ def test_cli_converts_and_reports_errors(tmp_path):
                           str(tmp_path / "ds2"), "--state-topic", "arm/joints"], capture_output=True, text=True,
                          env=env, timeout=300)
     assert bad.returncode == 1 and "error:" in bad.stderr and "'arm/joints' is not in the bag" in bad.stderr
+
+
+@pytest.mark.parametrize("frame_id", ["", "a", "abc", "camera_link"])  # every padding before height and data
+@pytest.mark.parametrize("encoding,channels", [("rgb8", 3), ("bgra8", 4), ("mono8", 1)])
+def test_image_read_from_cdr_equals_rosbags_decoding(frame_id, encoding, channels):
+    from rosbags.typesys import Stores, get_typestore
+
+    from roarm_training.bags import IMAGE_TYPE, image_from_cdr
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    header = store.types["std_msgs/msg/Header"](store.types["builtin_interfaces/msg/Time"](5, 7), frame_id)
+    width, height, step = 5, 3, 5 * channels + 1  # rows padded by one byte
+    pixels = np.random.default_rng(0).integers(0, 256, height * step, dtype=np.uint8)
+    raw = bytes(store.serialize_cdr(store.types[IMAGE_TYPE](header, height, width, encoding, 0, step, pixels),
+                                    IMAGE_TYPE))
+    fast, decoded = image_from_cdr(raw), store.deserialize_cdr(raw, IMAGE_TYPE)
+    assert (fast.header_stamp_ns, fast.frame_id, fast.height, fast.width, fast.encoding, fast.step) == (
+        5_000_000_007, frame_id, decoded.height, decoded.width, decoded.encoding, decoded.step)
+    assert fast.data == decoded.data.tobytes()
+    from vla_policy_node.observation import image_to_rgb
+
+    assert np.array_equal(image_to_rgb(fast), image_to_rgb(decoded))
+    big_endian = raw[:1] + b"\x00" + raw[2:]
+    assert image_from_cdr(big_endian) is None and image_from_cdr(raw[:40]) is None  # -> rosbags decodes those
