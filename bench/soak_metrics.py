@@ -3,8 +3,8 @@ src/roarm_vla_bringup/test/test_soak_metrics.py with hand-worked numbers):
 
 - RssTracker: VmRSS samples per (process name, pid) -> growth % per pid, whole run and second half;
 - WriteGapCounter: command ticks missed on the wire, from the times of the driver's T:102 writes as the firmware
-  read them (the driver writes one per command tick while a plan runs, so a gap of k periods hides k - 1 ticks;
-  a gap of `idle_gap_s` or more is no plan at all, not a missed tick);
+  read them (the driver writes one per command tick while a plan runs, so a gap of k periods followed by n writes
+  read together hides k - n ticks; a gap of `idle_gap_s` or more is no plan at all, not a missed tick);
 - messages_lost: messages a topic is short of after a recovery, against its rate before the fault;
 - unexpected_starts: process starts that neither the first start nor an injected kill explain (a crash that the
   runner's respawn hid).
@@ -85,7 +85,12 @@ class RssTracker:
 
 
 class WriteGapCounter:
-    """Missed command ticks from write times (seconds, any clock), fed in batches that may overlap."""
+    """Missed command ticks from write times (seconds, any clock), fed in batches that may overlap.
+
+    The firmware stamps every line it reads in one pass of its loop with the same time, so writes that waited in
+    the pty arrive as a group with one time: a gap of k periods followed by a group of n writes hides k - n ticks
+    (the driver was on time, the reader was late, when n = k).
+    """
 
     def __init__(self, period_s: float, idle_gap_s: float) -> None:
         if period_s <= 0 or idle_gap_s <= period_s:
@@ -98,24 +103,43 @@ class WriteGapCounter:
         self.idle_gaps = 0
         self.worst_gap_s = 0.0
         self._last: float | None = None
+        self._count_at_last = 0  # writes seen at the last time (a group may span two batches)
+        self._hidden_at_last = 0  # ticks counted missed in the gap before that group
 
     def feed(self, times) -> None:
-        """Write times in order; those at or before the last one already fed are skipped (overlapping batches)."""
-        for t in times:
-            if self._last is not None and t <= self._last:
-                continue
-            self.writes += 1
+        """Write times in order; what an earlier batch already held is not counted again."""
+        times = list(times)
+        if self._last is not None:
+            extra = sum(1 for t in times if t == self._last) - self._count_at_last
+            if extra > 0:  # more of the last group than the previous batch held
+                self.writes += extra
+                self._count_at_last += extra
+                undo = min(extra, self._hidden_at_last)
+                self.missed -= undo
+                self._hidden_at_last -= undo
+                if undo and self._hidden_at_last == 0:
+                    self.late_gaps -= 1
+            times = [t for t in times if t > self._last]
+        i = 0
+        while i < len(times):
+            t = times[i]
+            n = 1
+            while i + n < len(times) and times[i + n] == t:
+                n += 1
+            i += n
+            self.writes += n
+            hidden = 0
             if self._last is not None:
                 gap = t - self._last
                 if gap >= self.idle_gap:
                     self.idle_gaps += 1
                 else:
                     self.worst_gap_s = max(self.worst_gap_s, gap)
-                    hidden = int(round(gap / self.period)) - 1
-                    if hidden > 0:
+                    hidden = max(0, int(round(gap / self.period)) - n)
+                    if hidden:
                         self.missed += hidden
                         self.late_gaps += 1
-            self._last = t
+            self._last, self._count_at_last, self._hidden_at_last = t, n, hidden
 
     def as_dict(self) -> dict[str, float]:
         return {"writes": self.writes, "missed_ticks": self.missed, "late_gaps": self.late_gaps,

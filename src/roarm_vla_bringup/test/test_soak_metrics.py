@@ -64,6 +64,22 @@ def test_write_gaps_count_hidden_ticks_and_skip_idle_and_overlap():
         WriteGapCounter(period_s=0.02, idle_gap_s=0.01)
 
 
+def test_writes_read_together_after_a_gap_are_not_missed_ticks():
+    counter = WriteGapCounter(period_s=0.02, idle_gap_s=0.5)
+    counter.feed([0.00, 0.02, 0.06, 0.06])  # 2 periods, then 2 writes read at once: on time, the reader was late
+    assert counter.writes == 4 and counter.missed == 0
+    counter.feed([0.12, 0.12])  # 3 periods, 2 writes: 1 tick missed
+    assert counter.writes == 6 and counter.missed == 1 and counter.late_gaps == 1
+
+
+def test_a_group_split_across_two_batches_is_counted_once():
+    counter = WriteGapCounter(period_s=0.02, idle_gap_s=0.5)
+    counter.feed([0.00, 0.02, 0.06])  # so far: 2 periods, 1 write -> 1 missed
+    assert counter.missed == 1 and counter.late_gaps == 1
+    counter.feed([0.02, 0.06, 0.06, 0.08])  # the next batch holds the group's second write: not missed after all
+    assert counter.writes == 5 and counter.missed == 0 and counter.late_gaps == 0
+
+
 def test_messages_lost_against_the_rate_before_the_fault():
     assert messages_lost(30.0, 5.0, 140) == 10  # 150 expected
     assert messages_lost(30.0, 5.0, 155) == 0  # more than before: nothing lost
