@@ -77,6 +77,11 @@ class ConvertOptions:
     # LeRobot's streaming encoder: frames go to the video encoder as they are added, no PNG files in between
     # (bench/convert.py: several times faster than writing PNGs and encoding them at save_episode)
     streaming_encoding: bool = True
+    # Threads of the video encoder (SVT-AV1's lp; the same bitstream for any count). None = one fewer than the
+    # cores this process may use (at least 1): the converter's own thread keeps one core busy reading and building
+    # frames, and an encoder with a thread per core then fights it (bench/convert.py on 2 cores: 1 thread 10-30 %
+    # faster than SVT-AV1's default of one per core).
+    encoder_threads: int | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -95,6 +100,10 @@ class ConvertOptions:
                 raise ConvertError(f"timeline of {role} must be header, receive or auto, got {value!r}")
         if any(v < 0 for v in self.tolerance_ms.values()):
             raise ConvertError(f"tolerances must be >= 0 ms, got {self.tolerance_ms}")
+        if self.encoder_threads is None:
+            self.encoder_threads = max(1, len(os.sched_getaffinity(0)) - 1)
+        elif self.encoder_threads < 1:
+            raise ConvertError(f"encoder threads must be >= 1, got {self.encoder_threads}")
         if self.fps is not None and (self.fps <= 0 or int(self.fps) != self.fps):
             raise ConvertError(f"--fps must be a positive integer (LeRobot datasets have integer fps), got {self.fps}")
         unknown = sorted(set(self.joint_map.values()) - set(JOINT_NAMES))
@@ -481,7 +490,8 @@ def convert(inputs: Sequence[str | Path], options: ConvertOptions, log=print) ->
             if fps != int(existing["fps"]):
                 raise ConvertError(f"{out} holds {existing['fps']} fps episodes; --fps {fps} cannot be appended")
             dataset = LeRobotDataset(repo_id, root=tmp, vcodec=options.vcodec,
-                                     streaming_encoding=options.streaming_encoding and options.use_videos)
+                                     streaming_encoding=options.streaming_encoding and options.use_videos,
+                                     encoder_threads=options.encoder_threads)
         next_index = dataset.meta.total_episodes if dataset is not None else 0
         for path in _progress(bags, desc="bags", unit="bag", disable=not options.progress):
             try:
@@ -511,7 +521,7 @@ def convert(inputs: Sequence[str | Path], options: ConvertOptions, log=print) ->
                                     robot_type=options.robot_type or bag.meta("robot_type") or "roarm_m3",
                                     use_videos=options.use_videos, vcodec=options.vcodec,
                                     streaming_encoding=options.streaming_encoding and options.use_videos,
-                                    image_writer_threads=2)
+                                    encoder_threads=options.encoder_threads, image_writer_threads=2)
                             elif frame[spec.image_key].shape != tuple(image_shape):
                                 raise BagError(f"{path}: images are {frame[spec.image_key].shape[:2]}, the dataset's "
                                                f"are {tuple(image_shape)[:2]}; pass --image-size H W to resize all")

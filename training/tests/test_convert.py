@@ -379,3 +379,11 @@ def test_image_read_from_cdr_equals_rosbags_decoding(frame_id, encoding, channel
     assert np.array_equal(image_to_rgb(fast), image_to_rgb(decoded))
     big_endian = raw[:1] + b"\x00" + raw[2:]
     assert image_from_cdr(big_endian) is None and image_from_cdr(raw[:40]) is None  # -> rosbags decodes those
+
+
+def test_encoder_threads_leave_a_core_to_the_converter(tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    assert ConvertOptions(out=tmp_path / "ds").encoder_threads == max(1, cores - 1)
+    assert ConvertOptions(out=tmp_path / "ds", encoder_threads=3).encoder_threads == 3
+    with pytest.raises(ConvertError, match="encoder threads"):
+        ConvertOptions(out=tmp_path / "ds", encoder_threads=0)
