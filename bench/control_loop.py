@@ -140,6 +140,10 @@ def main() -> None:
                         help="sim_world's rendered image WxH (rendering costs CPU the policy shares on 2 cores)")
     parser.add_argument("--checkpoint", default="", help="default: the cached full-size checkpoint")
     parser.add_argument("--workdir", default="/tmp/roarm_vla_bench")
+    parser.add_argument("--flow-steps", type=int, default=0,
+                        help="the policy's flow-matching steps per chunk (0 = the checkpoint's, 10)")
+    parser.add_argument("--policy-nice", type=int, default=0,
+                        help="start vla_policy under `nice -n N` (0 = as launched): the driver then wins the cores")
     args = parser.parse_args()
     workdir = pathlib.Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -175,10 +179,11 @@ def main() -> None:
             py, "-m", "roarm_sim.sim_world_node", "--ros-args", "--params-file", str(CONFIG / "sim_world.yaml"),
             "-p", "auto_start:=false", "-p", f"image_width:={width}", "-p", f"image_height:={height}"], logs)))
         load_start = time.monotonic()
-        procs.insert(0, ("vla_policy", start("vla_policy", [
+        nice = ["nice", "-n", str(args.policy_nice)] if args.policy_nice else []
+        procs.insert(0, ("vla_policy", start("vla_policy", nice + [
             py, "-m", "vla_policy_node.vla_policy_node", "--ros-args", "--params-file",
             str(CONFIG / "vla_policy.yaml"), "-p", f"checkpoint:={checkpoint}", "-p", f"precision:={args.precision}",
-            "-p", f"num_threads:={args.threads}"], logs)))
+            "-p", f"num_threads:={args.threads}", "-p", f"flow_steps:={args.flow_steps}"], logs)))
         print(f"processes started (logs in {logs}); waiting for the policy's first plan ...", flush=True)
         if not wait_until(lambda: probe.plans > 0, 600, procs):
             raise SystemExit(f"no plan within 600 s; policy log: {logs / 'vla_policy.log'}")
@@ -220,6 +225,7 @@ def main() -> None:
     summary = {
         "bench": "control_loop", "model": str(checkpoint.name), "precision": args.precision,
         "image_px": image_px, "camera": args.camera, "torch_threads": args.threads,
+        "flow_steps": args.flow_steps, "policy_nice": args.policy_nice,
         "command_rate_hz": command_rate, "window_s": round(window, 1),
         "first_plan_after_start_s": round(first_plan_s, 1),
         "t102_written": int(times.size), "t102_expected": int(round(window * command_rate)),
