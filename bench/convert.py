@@ -7,8 +7,11 @@ roarm_training.convert (LeRobot's API) three ways: video (libsvtav1, LeRobot's s
 batch (PNG files, then the episode encoded at save_episode: LeRobot's default path) and images (PNG in parquet).
 x_real_time = episode seconds converted per wall second; stage seconds from ConvertResult.stage_seconds
 (read_align, decode_build, add_frame, save_episode = LeRobot's encoding, finalize; other = finding and
-fingerprinting the bags, LeRobotDataset.create, the printed report). The machine's other load
-changes the absolute figures; the ratio video/images and the stage shares are the comparable ones.
+fingerprinting the bags, LeRobotDataset.create, the printed report; encoder_wait = the converter waiting for room
+in LeRobot's video encoder queue). The machine's other load changes the absolute figures; the ratio video/images,
+the stage shares and the CPU milliseconds per frame (all threads of the process: reading, building frames, encoding,
+statistics) are the comparable ones: 2 cores / (30 fps x 5) = 13.3 CPU ms per frame is the most that 5x real time
+allows on 2 cores.
 
 Run: cd /work/main && source scripts/env.sh && python bench/convert.py [--episodes 2] [--seconds 5] [--bags DIR]
      [--vcodec libsvtav1|h264|hevc]
@@ -58,6 +61,7 @@ def run(bags: list[pathlib.Path], out: pathlib.Path, use_videos: bool, streaming
     return {"frames": result.frames_added, "episodes": len(episodes), "episode_s": round(seconds, 3),
             "wall_s": round(wall, 3), "frames_per_s": round(result.frames_added / wall, 2),
             "x_real_time": round(seconds / wall, 3), "cpu_cores": round(cpu / wall, 2),
+            "cpu_ms_per_frame": round(1e3 * cpu / max(result.frames_added, 1), 2),
             "dataset_mib": round(size / 2**20, 1),
             "stages_s": {**result.stage_seconds, "other": round(wall - sum(result.stage_seconds.values()), 4)}}
 
@@ -88,13 +92,14 @@ def main() -> None:
             stages = ", ".join(f"{k} {v:.2f} s" for k, v in r["stages_s"].items())
             print(f"{name:6s}: {r['frames']} frames ({r['episodes']} episodes, {r['episode_s']:.1f} s of data) in "
                   f"{r['wall_s']:.1f} s = {r['frames_per_s']:.1f} frames/s = {r['x_real_time']:.2f}x real time, "
-                  f"{r['cpu_cores']:.2f} cores busy, {r['dataset_mib']} MiB")
+                  f"{r['cpu_cores']:.2f} cores busy, {r['cpu_ms_per_frame']:.1f} CPU ms/frame, {r['dataset_mib']} MiB")
             print(f"        stages: {stages}")
         video, images = figures["video"], figures["images"]
         print(f"wall time over video's: batch {figures['batch']['wall_s'] / video['wall_s']:.2f}, images "
               f"{images['wall_s'] / video['wall_s']:.2f}; load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; source: {source}; codec {args.vcodec}")
         print(json.dumps({"frames_per_s": video["frames_per_s"], "x_real_time": video["x_real_time"],
+                          "cpu_ms_per_frame": video["cpu_ms_per_frame"], "loadavg_1min": round(os.getloadavg()[0], 2),
                           "episodes": video["episodes"], "wall_s": video["wall_s"],
                           "images_frames_per_s": images["frames_per_s"], "images_x_real_time": images["x_real_time"],
                           "batch_frames_per_s": figures["batch"]["frames_per_s"],
