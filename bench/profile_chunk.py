@@ -12,8 +12,13 @@ medians per stage, and each mode's total as a ratio to the first mode.
 Also prints how many prefix passes and flow steps one chunk ran: one prefix pass for num_steps flow steps means
 LeRobot's KV cache is reused across the steps (the prefix is not recomputed).
 
+A mode written ``<mode>+compile`` (e.g. ``--modes bf16,bf16+compile``) is that mode with ``torch.compile`` (inductor,
+static shapes) on the flow-matching step (``model.denoise_step``: the action expert over the cached prefix) and the
+vision encoder + connector (``vlm_with_expert.embed_image``); ``--compile-stages expert`` or ``vision`` narrows it.
+The warm-up chunk then includes the compilation: it is reported as ``first_chunk_s`` (load-time cost).
+
 Usage: cd /work/main && source scripts/env.sh && python bench/profile_chunk.py [--image-size 512]
-       [--modes fp32,bf16] [--repeats 3] [--threads 2]
+       [--modes fp32,bf16] [--repeats 3] [--threads 2] [--compile-stages expert,vision]
 Ends with ONE JSON line: {"bench": "profile_chunk", "image_px": ..., "modes": {mode: {stage: s, ...}}, ...}.
 """
 
@@ -49,6 +54,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--chunk-size", type=int, default=50)
     parser.add_argument("--workdir", default="/tmp/roarm_vla_bench")
+    parser.add_argument("--compile-stages", default="expert,vision",
+                        help="what a '<mode>+compile' mode compiles: expert (flow step), vision (encoder+connector)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -61,14 +68,28 @@ def main() -> None:
     # to one thread process-wide (openvino_export), so then one mode is loaded, profiled and freed at a time.
     sequential = any(m.startswith("openvino") for m in modes)
     threads = torch.get_num_threads()
-    runtimes, load_s = {}, {}
+    runtimes, load_s, first_chunk_s = {}, {}, {}
     profiles: dict[str, list] = {m: [] for m in modes}
     noise = None
+    compile_stages = {s.strip() for s in args.compile_stages.split(",") if s.strip()}
 
     def load(mode: str) -> None:
         torch.set_num_threads(threads)
         start = time.perf_counter()
-        runtimes[mode] = PolicyRuntime(RuntimeConfig(checkpoint=str(checkpoint), precision=mode))
+        precision, _, suffix = mode.partition("+")
+        runtime = PolicyRuntime(RuntimeConfig(checkpoint=str(checkpoint), precision=precision))
+        if suffix == "compile":
+            # Instance attributes shadow the methods (as the stage profiler's wrappers do): the profiler still
+            # times each stage, now running the compiled code. Static shapes: one chunk's shapes never change.
+            model = runtime.policy.model
+            if "expert" in compile_stages:
+                model.denoise_step = torch.compile(model.denoise_step, dynamic=False)
+            if "vision" in compile_stages:
+                vwe = model.vlm_with_expert
+                vwe.embed_image = torch.compile(vwe.embed_image, dynamic=False)
+        elif suffix:
+            raise SystemExit(f"unknown mode suffix {suffix!r} in {mode!r} (only '+compile')")
+        runtimes[mode] = runtime
         load_s[mode] = time.perf_counter() - start
         print(f"loaded {mode} in {load_s[mode]:.1f} s", flush=True)
 
@@ -77,6 +98,9 @@ def main() -> None:
             profile = profiler.run(image, state, task, noise=noise.clone())
         if keep:
             profiles[mode].append(profile)
+        else:  # the warm-up: first-call costs (allocations; the compilation of a +compile mode)
+            first_chunk_s[mode] = profile.total_s
+            print(f"{mode}: first chunk {profile.total_s:.1f} s", flush=True)
 
     if sequential:
         for mode in modes:
@@ -118,6 +142,7 @@ def main() -> None:
         "threads": args.threads, "repeats": args.repeats, "sequential": sequential, "flow_steps": steps, "prefix_passes": prefix_passes,
         "loadavg_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],
         "load_s": {m: round(v, 2) for m, v in load_s.items()},
+        "first_chunk_s": {m: round(v, 2) for m, v in first_chunk_s.items()},
         "peak_rss_gb_all_modes": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "modes": {m: {k: round(v, 4) for k, v in table[m].items()} for m in modes},
         "ratio_to_first": {m: round(table[m]["total"] / reference, 3) for m in modes},
