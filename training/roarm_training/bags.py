@@ -184,6 +184,7 @@ class TopicData:
     receive_ns: np.ndarray
     header_ns: np.ndarray
     messages: list[Any] | None = None
+    raw: list[bytes] | None = None  # the CDR bytes of every message, when asked for and within the budget
 
 
 @dataclass
@@ -264,10 +265,15 @@ class EpisodeBag:
         except Exception as err:
             raise BagError(f"{self.path}: a {msgtype} message on {topic!r} does not decode ({err})") from None
 
-    def read_topic(self, topic: str, keep_messages: bool) -> TopicData:
-        """Receive times and header stamps of every message on ``topic`` (+ the decoded messages if asked)."""
+    def read_topic(self, topic: str, keep_messages: bool, keep_raw_bytes: int = 0) -> TopicData:
+        """Receive times and header stamps of every message on ``topic`` (+ the decoded messages if asked).
+
+        ``keep_raw_bytes`` > 0: also keep each message's CDR bytes while their total stays within that many bytes
+        (``raw`` is None when the topic is larger), so that a second pass need not read the bag again."""
         msgtype = self.topics[topic]
         receive, header, messages = [], [], []
+        raws: list[bytes] | None = [] if keep_raw_bytes > 0 else None
+        kept = 0
         for timestamp, raw in self._raw(topic):
             receive.append(timestamp)
             if keep_messages:
@@ -277,10 +283,16 @@ class EpisodeBag:
                 header.append(int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec))
             else:
                 header.append(header_stamp_ns(raw))
+            if raws is not None:
+                kept += len(raw)
+                if kept > keep_raw_bytes:  # over the budget: the caller reads the bag again
+                    raws = None
+                else:
+                    raws.append(raw)
         if not receive:
             raise BagError(f"{self.path}: topic {topic!r} has no messages (the bag may be truncated)")
         return TopicData(topic, msgtype, np.array(receive, dtype=np.int64), np.array(header, dtype=np.int64),
-                         messages if keep_messages else None)
+                         messages if keep_messages else None, raws)
 
     def iter_messages(self, topic: str) -> Iterator[tuple[int, Any]]:
         """(index in receive order, decoded message) for every message on ``topic``."""
@@ -288,13 +300,26 @@ class EpisodeBag:
         for index, (_, raw) in enumerate(self._raw(topic)):
             yield index, self._deserialize(raw, msgtype, topic)
 
-    def iter_images(self, topic: str) -> Iterator[tuple[int, Any]]:
-        """(index in receive order, image message) for every message on an image topic: raw sensor_msgs/Image
-        as :class:`RawImage` (read straight from the CDR bytes), anything else decoded by rosbags."""
+    def decode_image(self, raw: bytes, topic: str) -> Any:
+        """An image message from its CDR bytes: raw sensor_msgs/Image as :class:`RawImage` (read straight from the
+        bytes), anything else decoded by rosbags."""
         msgtype = self.topics[topic]
-        for index, (_, raw) in enumerate(self._raw(topic)):
-            image = image_from_cdr(raw) if msgtype == IMAGE_TYPE else None
-            yield index, image if image is not None else self._deserialize(raw, msgtype, topic)
+        image = image_from_cdr(raw) if msgtype == IMAGE_TYPE else None
+        return image if image is not None else self._deserialize(raw, msgtype, topic)
+
+    def iter_images(self, topic: str, raws: list[bytes | None] | None = None) -> Iterator[tuple[int, Any]]:
+        """(index in receive order, image message, see :meth:`decode_image`) for every message on an image topic,
+        read from the bag or, given ``raws`` (``read_topic``'s ``raw``), from those bytes, each entry released
+        (set to None) once decoded."""
+        if raws is None:
+            for index, (_, raw) in enumerate(self._raw(topic)):
+                yield index, self.decode_image(raw, topic)
+            return
+        for index in range(len(raws)):
+            raw, raws[index] = raws[index], None
+            if raw is None:
+                raise BagError(f"{self.path}: image message {index} was already consumed")
+            yield index, self.decode_image(raw, topic)
 
     def iter_raw(self, topic: str) -> Iterator[tuple[int, bytes]]:
         """(index in receive order, raw CDR bytes) for every message on ``topic``."""

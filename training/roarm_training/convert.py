@@ -82,6 +82,10 @@ class ConvertOptions:
     # frames, and an encoder with a thread per core then fights it (bench/convert.py on 2 cores: 1 thread 10-30 %
     # faster than SVT-AV1's default of one per core).
     encoder_threads: int | None = None
+    # An episode's camera messages are read once to align them, and again to build the frames; up to this many MiB
+    # of them are kept from the first read instead (1024 MiB = 37 s of 640x480 rgb8 at 30 fps; 0 = always read
+    # twice). Each read of a 0.9 MB image costs several copies in rosbags' MCAP reader (bench/convert.py).
+    image_cache_mib: int = 1024
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -104,6 +108,8 @@ class ConvertOptions:
             self.encoder_threads = max(1, len(os.sched_getaffinity(0)) - 1)
         elif self.encoder_threads < 1:
             raise ConvertError(f"encoder threads must be >= 1, got {self.encoder_threads}")
+        if self.image_cache_mib < 0:
+            raise ConvertError(f"the image cache must be >= 0 MiB, got {self.image_cache_mib}")
         if self.fps is not None and (self.fps <= 0 or int(self.fps) != self.fps):
             raise ConvertError(f"--fps must be a positive integer (LeRobot datasets have integer fps), got {self.fps}")
         unknown = sorted(set(self.joint_map.values()) - set(JOINT_NAMES))
@@ -258,7 +264,7 @@ def _prepare_episode(bag: EpisodeBag, options: ConvertOptions, fps: int, spec: O
         action_topic = _resolve_topic(bag, action_topic) or action_topic
         action_type = bag.require_topic(action_topic, (TRAJECTORY_TYPE, JOINT_STATE_TYPE), "action")
 
-    images = bag.read_topic(image_topic, keep_messages=False)
+    images = bag.read_topic(image_topic, keep_messages=False, keep_raw_bytes=options.image_cache_mib << 20)
     states = bag.read_topic(state_topic, keep_messages=True)
     state_msgs = [_renamed_joint_state(m, options.joint_map) for m in states.messages]
     streams = []
@@ -305,7 +311,7 @@ def _prepare_episode(bag: EpisodeBag, options: ConvertOptions, fps: int, spec: O
     def frames() -> Iterator[dict]:
         image_index = alignment.indices["image"]
         uses = Counter(image_index.tolist())
-        pending = bag.iter_images(image_topic)
+        pending = bag.iter_images(image_topic, images.raw)  # the kept bytes, else a second read of the bag
         cache: dict[int, Any] = {}
         for k in range(alignment.kept_frames):
             wanted = int(image_index[k])

@@ -387,3 +387,23 @@ def test_encoder_threads_leave_a_core_to_the_converter(tmp_path):
     assert ConvertOptions(out=tmp_path / "ds", encoder_threads=3).encoder_threads == 3
     with pytest.raises(ConvertError, match="encoder threads"):
         ConvertOptions(out=tmp_path / "ds", encoder_threads=0)
+
+
+def test_images_kept_from_the_first_read_or_read_again_give_the_same_frames(tmp_path):
+    from roarm_training.bags import EpisodeBag
+
+    bag_path = backwards_episode(tmp_path / "bags" / "ep_1")
+    with EpisodeBag(bag_path) as bag:
+        topic = "camera/image_raw" if "camera/image_raw" in bag.topics else "/camera/image_raw"
+        raw = [r for _, r in bag.iter_raw(topic)]
+        total = sum(len(r) for r in raw)
+        assert bag.read_topic(topic, keep_messages=False, keep_raw_bytes=total).raw == raw
+        assert bag.read_topic(topic, keep_messages=False, keep_raw_bytes=total - 1).raw is None  # over budget
+        assert bag.read_topic(topic, keep_messages=False).raw is None
+    for cache_mib in (0, 1):  # 0: the second pass reads the bag again
+        out = tmp_path / f"ds_{cache_mib}"
+        convert([bag_path], ConvertOptions(out=out, use_videos=False, progress=False, image_cache_mib=cache_mib))
+        ds = load(out)
+        assert len(ds) == len(BACKWARDS_IMAGES)
+        for k, image in enumerate(BACKWARDS_IMAGES):
+            assert np.array_equal(frame_image(ds[k]), image_pixels(image))
