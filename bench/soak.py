@@ -100,6 +100,9 @@ def finite_message(msg) -> bool:
 
 
 class Soak:
+    """The soak's side of the graph: a helper node (episodes, vla/enable, set_parameters, plan and finiteness
+    checks), the samplers, and one method per fault that injects it and waits for the recovery."""
+
     def __init__(self, args, runner, graph, log) -> None:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from rcl_interfaces.srv import SetParameters
