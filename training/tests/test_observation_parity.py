@@ -144,7 +144,7 @@ def make_arm_rig(context):
 
 def record_episode(tmp_path) -> "Path":
     """One episode recorded by episode_recorder in its own process; returns the bag directory."""
-    from rclpy.action import ActionClient
+    from roarm_common.action_client import ActionClient  # rclpy 7 can lose an answer (see the module)
     from rclpy.node import Node
 
     from roarm_interfaces.action import RecordEpisode

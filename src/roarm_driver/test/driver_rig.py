@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.action import ActionClient
+from roarm_common.action_client import ActionClient  # rclpy 7 can lose an answer (see the module)
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node

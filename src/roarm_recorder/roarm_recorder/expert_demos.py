@@ -47,7 +47,7 @@ def record_expert_episodes(out_dir, seeds: Iterable[int], task: str = DEFAULT_TA
 
     overrides: extra graph overrides (``"<node>.<param>": value``, e.g. a smaller camera image in tests).
     """
-    from rclpy.action import ActionClient
+    from roarm_common.action_client import ActionClient  # rclpy 7 can lose an answer (see the module)
 
     from roarm_interfaces.action import RecordEpisode
     from roarm_sim.episode_client import EpisodeClient

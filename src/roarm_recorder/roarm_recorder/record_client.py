@@ -67,7 +67,7 @@ class RecordClient:
 
     def __init__(self, node, session: RecordSession, task: str, max_duration: float, action_name: str,
                  stop_service: str):
-        from rclpy.action import ActionClient
+        from roarm_common.action_client import ActionClient  # rclpy 7 can lose an answer (see the module)
 
         from roarm_interfaces.action import RecordEpisode
         from roarm_interfaces.srv import StopEpisode

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import rclpy
 from roarm_common.child_process import die_with_parent
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.action import ActionClient
+from roarm_common.action_client import ActionClient  # rclpy 7 can lose an answer (see the module)
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data

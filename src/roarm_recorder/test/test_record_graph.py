@@ -155,7 +155,7 @@ def _read_bag(bag_path: str) -> tuple[dict[str, list[bytes]], dict[str, str]]:
 def test_leader_follower_sim_graph_records_command_and_state(tmp_path):
     pytest.importorskip("rclpy")
     from action_msgs.msg import GoalStatus
-    from rclpy.action import ActionClient
+    from roarm_common.action_client import ActionClient  # rclpy 7 can lose an answer (see the module)
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import JointState
     from trajectory_msgs.msg import JointTrajectory
@@ -217,7 +217,7 @@ def test_hand_guiding_sim_graph_switches_torque_and_records_the_guided_motion(tm
     # controller hand: no command stream; the recorder switches the arm's torque off for the episode (the person
     # moves it: here the firmware simulator's guide(), what a hand does) and back on at the end.
     pytest.importorskip("rclpy")
-    from rclpy.action import ActionClient
+    from roarm_common.action_client import ActionClient  # rclpy 7 can lose an answer (see the module)
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import JointState
 

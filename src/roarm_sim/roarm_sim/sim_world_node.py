@@ -15,12 +15,12 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
-from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, JointState
 
+from roarm_common.action_client import ActionClient  # rclpy 7's can lose an answer
 from roarm_description import joints
 from roarm_interfaces.action import MoveJoints
 from roarm_interfaces.msg import EpisodeOutcome
