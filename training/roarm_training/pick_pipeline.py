@@ -470,14 +470,14 @@ class Pipeline:
         stamps = {s: pick_stamps.read_stamp(stamp_path(cfg, s)) or {} for s in STAGES[:-1]}
         checkpoint = cfg.checkpoint.resolve()
         report = {
-            "policy_success_rate": round(rates["policy"].rate, 4),
-            "policy_ci95": [round(rates["policy"].ci95_low, 4), round(rates["policy"].ci95_high, 4)],
+            "policy_success_rate": _rate_or_none(rates["policy"]),
+            "policy_ci95": _ci_or_none(rates["policy"]),
             "policy_trials": rates["policy"].trials,
-            "baseline_success_rate": round(rates["baseline"].rate, 4),
-            "baseline_ci95": [round(rates["baseline"].ci95_low, 4), round(rates["baseline"].ci95_high, 4)],
+            "baseline_success_rate": _rate_or_none(rates["baseline"]),
+            "baseline_ci95": _ci_or_none(rates["baseline"]),
             "baseline_trials": rates["baseline"].trials,
-            "expert_success_rate": round(rates["expert"].rate, 4),
-            "expert_ci95": [round(rates["expert"].ci95_low, 4), round(rates["expert"].ci95_high, 4)],
+            "expert_success_rate": _rate_or_none(rates["expert"]),
+            "expert_ci95": _ci_or_none(rates["expert"]),
             "expert_trials": rates["expert"].trials,
             "eval_seeds": cfg.eval_seeds[:max(cfg.trials, cfg.baseline_trials, cfg.expert_trials)],
             "train_seeds": [cfg.train_seeds[0], cfg.train_seeds[-1]],
@@ -567,6 +567,15 @@ def _thin_frames(frames: list, count: int, width: int) -> list:
 
 def _existing(path: Path) -> str | None:
     return str(path) if path.is_file() else None
+
+
+def _rate_or_none(rate) -> float | None:
+    """A success rate over no trials is unknown, not 0."""
+    return round(rate.rate, 4) if rate.trials else None
+
+
+def _ci_or_none(rate) -> list[float] | None:
+    return [round(rate.ci95_low, 4), round(rate.ci95_high, 4)] if rate.trials else None
 
 
 def _round(value, digits: int = 4):

@@ -77,4 +77,4 @@ def write_contact_sheet(path: str | Path, rows: dict[str, list]) -> Path | None:
 
 
 def summary_lines(rates: dict[str, SuccessRate]) -> list[str]:
-    return [f"{name:>8}: {rate.summary()}" for name, rate in rates.items()]
+    return [f"{name:>8}: {rate.summary() if rate.trials else 'not run (0 trials)'}" for name, rate in rates.items()]

@@ -241,3 +241,13 @@ def test_tiny_pipeline_end_to_end_then_a_second_run_goes_straight_to_the_trials(
     assert "stage 5/6 trials: running (inputs changed (baseline_trials, eval_seeds, expert_trials, trials))" in log
     assert report["policy_trials"] == 2 and report["checkpoint"] == str(checkpoint)
     assert report["expert_trials"] == 0 and report["eval_seeds"] == [100, 101]
+
+
+def test_a_success_rate_over_no_trials_is_reported_as_unknown():
+    from roarm_training.pick_pipeline import _ci_or_none, _rate_or_none
+    from roarm_training.pick_report import rate_of, summary_lines
+
+    none, two_of_four = rate_of([]), rate_of([True, False, True, False])
+    assert _rate_or_none(none) is None and _ci_or_none(none) is None
+    assert _rate_or_none(two_of_four) == 0.5 and 0.0 < _ci_or_none(two_of_four)[0] < 0.5 < _ci_or_none(two_of_four)[1]
+    assert summary_lines({"baseline": none}) == ["baseline: not run (0 trials)"]
