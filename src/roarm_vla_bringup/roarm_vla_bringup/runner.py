@@ -228,17 +228,21 @@ def stop_processes(groups: list[list[ManagedProcess]], grace: float, log: Callab
 
 
 # ------------------------------------------------------------------------------------------------------------------
+RATE_WINDOW_S = 60.0  # topic_rates(window) looks back at most this far: older arrival times are not kept
+
+
 class TopicMonitor:
     """Subscriptions of the runner's node: message counts per topic of the graph, latest diagnostics per node."""
 
-    def __init__(self, node, graph: Graph, log: Callable[[str], None]):
+    def __init__(self, node, graph: Graph, log: Callable[[str], None], clock: Callable[[], float] = time.monotonic):
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.callback_groups import ReentrantCallbackGroup
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
         self.node = node
+        self.clock = clock
         self.counts: dict[str, int] = defaultdict(int)
-        self.stamps: dict[str, list[float]] = defaultdict(list)
+        self.stamps: dict[str, deque[float]] = defaultdict(deque)  # arrival times of the last RATE_WINDOW_S
         self.diagnostics: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
         self.since = time.monotonic()  # start of the counting period (reset() restarts it)
@@ -265,13 +269,11 @@ class TopicMonitor:
 
     def _count(self, topic: str) -> None:
         with self._lock:
-            self.counts[topic] += 1
-            self.stamps[topic].append(time.monotonic())
+            self._arrived(topic)
 
     def _on_diagnostics(self, msg) -> None:
         with self._lock:
-            self.counts["diagnostics"] += 1
-            self.stamps["diagnostics"].append(time.monotonic())
+            self._arrived("diagnostics")
             for status in msg.status:
                 values = {kv.key: kv.value for kv in status.values}
                 values["_level"] = str(int.from_bytes(status.level, "little") if isinstance(status.level, bytes)
@@ -279,6 +281,15 @@ class TopicMonitor:
                 values["_message"] = status.message
                 values["_stamp"] = f"{msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9:.6f}"
                 self.diagnostics[status.name] = values
+
+    def _arrived(self, topic: str) -> None:
+        """Count one message (the caller holds the lock); a long run keeps only RATE_WINDOW_S of arrival times."""
+        now = self.clock()
+        self.counts[topic] += 1
+        stamps = self.stamps[topic]
+        stamps.append(now)
+        while stamps[0] < now - RATE_WINDOW_S:
+            stamps.popleft()
 
     def reset(self) -> None:
         with self._lock:
@@ -646,17 +657,22 @@ class GraphRunner:
             return {t: self.monitor.counts.get(t, 0) for t in self.graph.topic_names}
 
     def topic_rates(self, window: float | None = None) -> dict[str, float]:
-        """Messages per second per topic of the graph: over the last `window` s, or since the monitor's last reset.
+        """Messages per second per topic of the graph: over the last `window` s (at most RATE_WINDOW_S), or since the
+        monitor's last reset.
 
         An average over the period (count / seconds), so a topic that stalls or comes in bursts shows as slow.
         """
+        if window is not None and window > RATE_WINDOW_S:
+            raise ValueError(f"window {window} s: the monitor keeps {RATE_WINDOW_S} s of arrival times")
         now = time.monotonic()
         out = {}
         with self.monitor._lock:
             period = window if window is not None else now - self.monitor.since
             for topic in self.graph.topic_names:
-                stamps = self.monitor.stamps.get(topic, [])
-                count = sum(1 for t in stamps if t >= now - period)
+                if window is None:
+                    count = self.monitor.counts.get(topic, 0)
+                else:
+                    count = sum(1 for t in self.monitor.stamps.get(topic, ()) if t >= now - period)
                 out[topic] = count / period if period > 0 else 0.0
         return out
 
