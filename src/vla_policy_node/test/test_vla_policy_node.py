@@ -233,7 +233,8 @@ def test_disable_holds_where_the_plan_is_and_resumes_from_the_measured_pose(poli
     # The hold is where the last plan was when the node paused (sampled just before the hold's stamp).
     held = np.array(hold.points[0].positions)
     t = stamp_s(hold.header.stamp)
-    gaps = [np.abs(last_plan.sample(t - d) - held).max() for d in np.linspace(0.0, 0.1, 1001)]
+    # (the stamp is taken around the sampling: within 0.1 s of it either way on a loaded machine)
+    gaps = [np.abs(last_plan.sample(t - d) - held).max() for d in np.linspace(-0.1, 0.1, 2001)]
     assert min(gaps) < 1e-6, min(gaps)
     time.sleep(1.0)
     assert len(rig.snapshot()[0]) == count + 1, "commands sent while paused"
@@ -254,11 +255,12 @@ def test_stale_images_hold_and_stop_plans(policy_process):
     assert wait_for(lambda: plans_of(rig.snapshot()[0]), 30.0)
     rig.clear()
     rig.publish_images = False
-    assert wait_for(lambda: any(len(m.points) == 1 for m in rig.snapshot()[0]), 10.0), "no hold on stale images"
+    assert wait_for(lambda: "image stale" in rig.diag_values().get("hold_reason", ""), 10.0), \
+        "stale images not reported"
+    # A plan still running was stopped with a one-point hold (one already over needs none); nothing follows.
     count = len(rig.snapshot()[0])
     time.sleep(1.0)
     assert len(rig.snapshot()[0]) == count, "plans sent on stale images"
-    assert wait_for(lambda: "image stale" in rig.diag_values().get("hold_reason", ""), 5.0)
     rig.publish_images = True
     assert wait_for(lambda: len(plans_of(rig.snapshot()[0])) >= 1, 30.0), "no plan once images are fresh again"
 
