@@ -52,6 +52,10 @@ class ConvertError(ValueError):
     """Conversion refused (bad options, a dataset that exists with other inputs, nothing to convert)."""
 
 
+class MissingFpsError(BagError, ConvertError):
+    """A bag that does not say its fps when no --fps was given: one bad bag (--skip-bad skips it)."""
+
+
 @dataclass
 class ConvertOptions:
     out: Path
@@ -506,7 +510,7 @@ def convert(inputs: Sequence[str | Path], options: ConvertOptions, log=print) ->
                     if fps is None:
                         bag_fps = bag.meta("fps")
                         if not bag_fps:
-                            raise ConvertError(f"{path}: no roarm_vla.fps in the bag; pass --fps")
+                            raise MissingFpsError(f"{path}: no roarm_vla.fps in the bag; pass --fps")
                         fps = int(round(float(bag_fps)))
                     episode = _prepare_episode(bag, options, fps, spec)
                     stages["read_align"] += time.perf_counter() - started

@@ -214,6 +214,11 @@ def test_single_mcap_file_converts_with_options(tmp_path):
     for k in range(4):
         np.testing.assert_allclose(ds[k]["observation.state"].numpy(), state_positions(5 * k), atol=1e-6)
         assert np.array_equal(frame_image(ds[k]), image_pixels(k))
+    # --skip-bad: a bag that cannot say its fps is one bad bag, the next one (with fps in its metadata) converts
+    with_fps = regular_episode(tmp_path / "with_fps", seconds=0.4, fps=10, custom=custom_data(fps=10))
+    result = convert([bag / "ep.mcap", with_fps], ConvertOptions(out=tmp_path / "skipped", use_videos=False,
+                                                                   skip_bad=True, progress=False), log=lambda *_: None)
+    assert result.episodes_added == 1 and "no roarm_vla.fps" in result.episodes[0].skipped_reason
 
 
 def test_compressed_images_and_sqlite3_storage(tmp_path):
