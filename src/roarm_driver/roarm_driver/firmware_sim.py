@@ -359,11 +359,10 @@ class FirmwareSimulator:
                                interrupted: threading.Event | None = None) -> bool:
         """Before stopping: wait up to ``timeout`` s for the host to close the port (True when it did)."""
         deadline = time.monotonic() + max(0.0, timeout)
+        stop = interrupted if interrupted is not None else threading.Event()
         while self.port_open_elsewhere():
-            if time.monotonic() >= deadline or (interrupted is not None and interrupted.wait(0.05)):
+            if time.monotonic() >= deadline or stop.wait(0.05):
                 return False
-            if interrupted is None:
-                time.sleep(0.05)
         return True
 
     def _in_loop(self, fn: Callable[[], None]) -> None:
