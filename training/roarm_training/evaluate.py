@@ -318,6 +318,35 @@ def diversity(pred_first: np.ndarray, truth_first: np.ndarray, threshold: float,
             "pred_std": pred_std.tolist(), "truth_std": truth_std.tolist()}
 
 
+def frame0_diversity(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, first: np.ndarray,
+                     threshold: float) -> dict:
+    """The collapse detector at frame 0, where only the image says where to go: per joint std / std across the
+    episodes' frame-0 chunks, taken at the last step every one of them still has (where the chunk is heading).
+
+    A policy that reads its answer from the state (trained from one start pose) predicts one chunk for every
+    episode's first frame: diverse along the trajectory, collapsed here. pred, truth: [S, T, D]; mask: [S, T];
+    first: [S] bool (frame-0 samples).
+    """
+    if int(first.sum()) < 2:
+        return {"ratio": [None] * pred.shape[-1], "min_ratio": None, "threshold": threshold,
+                "verdict": NOT_MEASURED, "samples": int(first.sum()), "step": None}
+    valid = np.flatnonzero(mask[first].all(axis=0))
+    step = int(valid[-1]) if valid.size else 0
+    out = diversity(pred[first, step], truth[first, step], threshold)
+    return {**out, "samples": int(first.sum()), "step": step}
+
+
+def collapse_check(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, first: np.ndarray,
+                   threshold: float) -> dict:
+    """Both collapse views: across all samples (first action of each chunk) and at frame 0 (:func:`frame0_diversity`).
+    FAIL when either FAILs; ``min_ratio`` and ``ratio`` are the all-samples figures, ``frame0`` holds the other."""
+    overall = diversity(pred[:, 0], truth[:, 0], threshold)
+    at_frame0 = frame0_diversity(pred, truth, mask, first, threshold)
+    verdicts = (overall["verdict"], at_frame0["verdict"])
+    verdict = FAIL if FAIL in verdicts else overall["verdict"]
+    return {**overall, "verdict": verdict, "all_samples_verdict": overall["verdict"], "frame0": at_frame0}
+
+
 def reliance(pred_own: np.ndarray, pred_swapped: np.ndarray, truth_own: np.ndarray, truth_other: np.ndarray,
              mask: np.ndarray, scale: np.ndarray, threshold: float) -> dict:
     """Image reliance from pairs (sample i with its own image / with the image of episode j at the same frame).
@@ -503,8 +532,8 @@ def evaluate(config: EvalConfig, predictor: Callable | None = None, view: Datase
         b0 = error_metrics(baseline[first], truth[first], mask[first], units)
         frame0 = {"samples": int(first.sum()), "mean_mae": p0["mean_mae"], "baseline_mean_mae": b0["mean_mae"],
                   "ratio_to_baseline": p0["mean_mae"] / max(b0["mean_mae"], 1e-12)}
-    collapse = diversity(pred[:, 0], truth[:, 0], config.collapse_threshold)
-    baseline_collapse = diversity(baseline[:, 0], truth[:, 0], config.collapse_threshold)
+    collapse = collapse_check(pred, truth, mask, first, config.collapse_threshold)
+    baseline_collapse = collapse_check(baseline, truth, mask, first, config.collapse_threshold)
 
     pairs = swap_partners(view.episode, view.frame, positions, split.eval_episodes)
     if len(pairs) > config.reliance_samples:
@@ -726,7 +755,9 @@ def format_summary(report: dict) -> str:
                  f"{ratio['mean_first_step_l2']:.2f}" + (f"; at frame 0: {report['frame0']['ratio_to_baseline']:.2f}"
                                                          if report.get("frame0") else ""))
     c, r = report["collapse"], report["image_reliance"]
-    lines.append(f"collapse check: {c['verdict']} (min diversity {c.get('min_ratio')}, threshold {c['threshold']})")
+    f0 = c.get("frame0") or {}
+    lines.append(f"collapse check: {c['verdict']} (min diversity {c.get('min_ratio')}; at frame 0 "
+                 f"{f0.get('min_ratio')} over {f0.get('samples')} episodes; threshold {c['threshold']})")
     lines.append(f"image reliance: {r['verdict']} (reliance {r.get('reliance')}, cosine {r.get('cosine')}, "
                  f"threshold {r['threshold']})")
     lines.append(f"{'index':>7}{'ep':>5}{'frame':>7}{'L2':>10}{'base L2':>10}  predicted | ground truth")
@@ -757,6 +788,7 @@ def run(args: argparse.Namespace) -> int:
                "mean_mae_deg": round(report["policy"]["mean_mae_deg"], 3),
                "ratio_to_baseline": round(report["ratio_to_baseline"]["mean_mae"], 4),
                "min_diversity": report["collapse"].get("min_ratio"),
+               "min_diversity_frame0": (report["collapse"].get("frame0") or {}).get("min_ratio"),
                "image_reliance": report["image_reliance"].get("reliance")}
     print(json.dumps(_jsonable(summary)))
     return 1 if report["verdict"] == FAIL else 0

@@ -216,12 +216,19 @@ def eval_gate(report: dict, allow_collapse: bool = False) -> list[str]:
     collapse = report.get("collapse", {})
     reliance = report.get("image_reliance", {})
     if collapse.get("verdict") == "FAIL":
-        ratios = [r for r in collapse.get("ratio", []) if r is not None]
-        message = (f"the policy COLLAPSED: its predictions barely vary across held-out samples (lowest per-joint "
-                   f"std ratio {collapse.get('min_ratio', float('nan')):.3f} < threshold {collapse.get('threshold')}; "
-                   f"{len(ratios)} joints judged). It would answer one pose whatever it sees; trials would only "
-                   "measure that. Train longer or on more varied demonstrations (shared/learning_notes.md), or pass "
-                   "--allow-collapse to run the trials anyway")
+        frame0 = collapse.get("frame0") or {}
+        if collapse.get("all_samples_verdict", "FAIL") == "FAIL":
+            ratios = [r for r in collapse.get("ratio", []) if r is not None]
+            what = (f"its predictions barely vary across held-out samples (lowest per-joint std ratio "
+                    f"{collapse.get('min_ratio', float('nan')):.3f} < threshold {collapse.get('threshold')}; "
+                    f"{len(ratios)} joints judged). It would answer one pose whatever it sees")
+        else:
+            what = (f"at frame 0, where only the image tells where the box is, it predicts nearly one chunk for "
+                    f"every held-out episode (lowest per-joint std ratio {frame0.get('min_ratio', float('nan')):.3f}"
+                    f" < threshold {collapse.get('threshold')} over {frame0.get('samples')} episodes). It reads its "
+                    "answer from the state (demonstrations from one start pose?)")
+        message = (f"the policy COLLAPSED: {what}; trials would only measure that. Train longer or on more varied "
+                   "demonstrations (shared/learning_notes.md), or pass --allow-collapse to run the trials anyway")
         if not allow_collapse:
             raise PolicyCollapsed(message)
         return [f"WARNING (--allow-collapse): {message}"]
@@ -485,6 +492,7 @@ class Pipeline:
             "eval_verdict": ev.get("verdict"),
             "collapse": ev.get("collapse", {}).get("verdict"),
             "min_diversity": _round(ev.get("collapse", {}).get("min_ratio")),
+            "min_diversity_frame0": _round((ev.get("collapse", {}).get("frame0") or {}).get("min_ratio")),
             "image_reliance": _round(ev.get("image_reliance", {}).get("reliance")),
             "ratio_to_mean_action": _round(ev.get("ratio_to_baseline", {}).get("mean_mae")),
             "stage_wall_s": {s: round(self.wall.get(s, 0.0), 1) for s in STAGES[:-1]},

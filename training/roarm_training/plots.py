@@ -76,8 +76,10 @@ def plot_checks(path: Path, report: dict) -> Path:
     x = np.arange(len(names))
     policy_ratio = [np.nan if r is None else r for r in collapse["ratio"]]
     base_ratio = [np.nan if r is None else r for r in base["ratio"]]
-    left.bar(x - 0.2, policy_ratio, 0.4, label="policy", color="tab:blue")
-    left.bar(x + 0.2, base_ratio, 0.4, label="mean-action baseline", color="tab:red")
+    frame0_ratio = [np.nan if r is None else r for r in (collapse.get("frame0") or {}).get("ratio", [None] * len(x))]
+    left.bar(x - 0.27, policy_ratio, 0.27, label="policy", color="tab:blue")
+    left.bar(x, frame0_ratio, 0.27, label="policy at frame 0", color="tab:cyan")
+    left.bar(x + 0.27, base_ratio, 0.27, label="mean-action baseline", color="tab:red")
     left.axhline(collapse["threshold"], color="black", ls="--", lw=1, label=f"FAIL below {collapse['threshold']}")
     left.axhline(1.0, color="grey", ls=":", lw=1)
     left.set_xticks(x, names, rotation=25, fontsize=7)

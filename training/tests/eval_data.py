@@ -29,8 +29,10 @@ def render(box_xy: np.ndarray, size: int = 64) -> np.ndarray:
     return image
 
 
-def make_pick_dataset(root: Path, episodes: int = 10, frames: int = 16, seed: int = 0, fps: int = 10) -> Path:
-    """A LeRobotDataset v3 at ``root`` (images in parquet, no video) + meta/roarm_vla.json (radians, URDF names)."""
+def make_pick_dataset(root: Path, episodes: int = 10, frames: int = 16, seed: int = 0, fps: int = 10,
+                      fixed_start: bool = False) -> Path:
+    """A LeRobotDataset v3 at ``root`` (images in parquet, no video) + meta/roarm_vla.json (radians, URDF names).
+    fixed_start: every episode starts from the home pose (the seed's state shortcut)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     rng = np.random.default_rng(seed)
@@ -45,7 +47,7 @@ def make_pick_dataset(root: Path, episodes: int = 10, frames: int = 16, seed: in
         box = rng.uniform(0.15, 0.85, 2)
         target = HOME_POSITIONS + np.array([(box[0] - 0.5) * 2.0, 0.6 + box[1] * 0.6, 0.3 - box[1] * 0.5,
                                             0.2, 0.0, 0.5])
-        start = HOME_POSITIONS + rng.normal(0.0, 0.3, 6)
+        start = HOME_POSITIONS + rng.normal(0.0, 0.3, 6) * (0.0 if fixed_start else 1.0)
         image = render(box)
         path = [start + (target - start) * min(1.0, k / (frames - 4)) for k in range(frames + 1)]
         for k in range(frames):

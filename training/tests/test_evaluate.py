@@ -202,6 +202,41 @@ def test_an_image_reading_oracle_passes_with_reliance_one_and_a_state_only_one_f
     assert blind["image_reliance"]["verdict"] == "FAIL" and blind["verdict"] == "FAIL"
 
 
+def test_frame0_collapse_hand_worked():
+    # two frame-0 samples and one later one; horizon 3, the second frame-0 chunk ends after step 1
+    truth = np.array([[[0.0], [1.0], [2.0]], [[0.0], [3.0], [3.0]], [[5.0], [5.0], [5.0]]])
+    mask = np.array([[True, True, True], [True, True, False], [True, True, True]])
+    first = np.array([True, True, False])
+    blind = truth.copy()
+    blind[1] = blind[0]  # one chunk for both episodes' first frame: what a state-only policy does there
+    out = ev.frame0_diversity(blind, truth, mask, first, threshold=0.3)
+    assert out["step"] == 1 and out["samples"] == 2  # the last step both frame-0 chunks have
+    assert out["ratio"] == [0.0] and out["verdict"] == "FAIL"  # truth at step 1: 1 vs 3 (std 1); blind: 1 vs 1
+    check = ev.collapse_check(blind, truth, mask, first, threshold=0.3)
+    # across all samples the first actions are [0, 0, 5] both ways: diverse; the frame-0 view fails the check
+    assert check["all_samples_verdict"] == "PASS" and check["min_ratio"] == pytest.approx(1.0)
+    assert check["verdict"] == "FAIL" and check["frame0"]["verdict"] == "FAIL"
+    assert ev.collapse_check(truth, truth, mask, first, threshold=0.3)["verdict"] == "PASS"
+    assert ev.frame0_diversity(truth, truth, mask, np.array([True, False, False]), 0.3)["verdict"] == "NOT_MEASURED"
+
+
+def test_a_state_only_policy_from_one_start_pose_fails_the_collapse_check_at_frame_0(tmp_path):
+    """The seed's failure on purpose: every episode starts from the home pose, so the state cannot say where the box
+    is at frame 0. A perfect state-only oracle is right everywhere else (diverse across all samples) but answers one
+    chunk for every episode's first frame; the image-reading oracle does not."""
+    fixed = make_pick_dataset(tmp_path / "fixed", episodes=4, frames=10, fixed_start=True)
+    view = ev.load_dataset(fixed)
+    config = ev.EvalConfig(checkpoint="none", dataset=str(fixed), episodes=[0, 1, 2, 3], max_samples=15,
+                           plots=False)
+    blind = ev.evaluate(config, predictor=Oracle(view, reads_image=False), view=view)
+    assert blind["collapse"]["all_samples_verdict"] == "PASS"
+    assert blind["collapse"]["frame0"]["min_ratio"] == pytest.approx(0.0, abs=1e-6)
+    assert blind["collapse"]["verdict"] == "FAIL" and blind["image_reliance"]["verdict"] == "FAIL"
+    seeing = ev.evaluate(config, predictor=Oracle(view, reads_image=True), view=view)
+    assert seeing["collapse"]["frame0"]["min_ratio"] == pytest.approx(1.0)
+    assert seeing["collapse"]["verdict"] == "PASS" and seeing["verdict"] == "PASS"
+
+
 class Recording:
     """Wraps a predictor; records every call; ``zero_image`` feeds black pixels instead of the camera image."""
 

@@ -132,6 +132,13 @@ def test_eval_gate_stops_on_a_collapsed_policy_with_the_figures():
     assert eval_gate(_eval_report("PASS", "PASS")) == []
 
 
+def test_eval_gate_names_a_collapse_at_frame_0_as_the_state_shortcut():
+    report = _eval_report("FAIL", "FAIL", min_ratio=0.95)
+    report["collapse"].update(all_samples_verdict="PASS", frame0={"min_ratio": 0.04, "samples": 5, "verdict": "FAIL"})
+    with pytest.raises(PolicyCollapsed, match=r"at frame 0.*0\.040 < threshold 0\.3 over 5 episodes.*state"):
+        eval_gate(report)
+
+
 # ================================================================================================ grasp diagnosis
 def test_grasp_diagnosis_classes_from_hand_written_steps():
     from roarm_training.pick_diagnose import StepRecord, classify
