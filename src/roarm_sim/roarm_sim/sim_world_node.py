@@ -14,7 +14,6 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -31,38 +30,46 @@ from .outcome import STATUS_NAMES, OutcomeRules
 from .scene import CameraModel, SceneConfig
 from .world import SimWorld
 from roarm_common.node_main import run_node
+from roarm_common.parameters import Param, declare_parameters
 
-PARAMETERS = {  # name: (default, description)
-    "image_width": (640, "rendered image width, px"),
-    "image_height": (480, "rendered image height, px"),
-    "camera_rate": (30.0, "camera/image_raw and camera/camera_info rate, Hz"),
-    "horizontal_fov_deg": (64.0, "camera horizontal field of view, degrees"),
-    "camera_position": ([0.58, -0.40, 0.46], "camera centre in base_link, m"),
-    "camera_look_at": ([0.13, 0.0, 0.07], "point in base_link on the camera's optical axis, m"),
-    "camera_frame_id": ("camera_optical_frame", "frame_id of the images (REP-103 optical frame)"),
-    "base_frame_id": ("base_link", "frame of sim/box_pose"),
-    "physics_rate": (50.0, "box physics + outcome judging rate, Hz"),
-    "state_rate": (20.0, "sim/box_pose and sim/episode_outcome publishing rate, Hz"),
-    "seed": (0, "first episode seed of the world's own sequence (a reset with seed < 0 takes the next one)"),
-    "random_start_pose": (True, "draw the arm's start pose per episode (false: home); see learning_notes.md"),
-    "box_radius": ([0.15, 0.27], "min, max distance of the box centre from the base axis, m"),
-    "box_azimuth_deg": ([-55.0, 55.0], "min, max bearing of the box from the arm's front, degrees"),
-    "box_size": ([0.025, 0.04], "min, max edge of the box's square footprint, m"),
-    "box_height": ([0.025, 0.04], "min, max box height, m"),
-    "lift_height": (0.05, "success: box bottom at least this far above the table, m"),
-    "hold_time": (0.3, "success: ... held grasped that high for this long, s"),
-    "time_limit": (30.0, "episode fails with TIMEOUT after this long, s"),
-    "grasp_axial_tolerance": (0.015, "grasp: box centre within this of the jaws' clamp point along the tool, m"),
-    "grasp_lateral_tolerance": (0.012, "grasp: ... and within this across the tool, m"),
-    "reset_move_arm": (True, "reset sends the arm to the start pose via move_joints (false: leave the arm)"),
-    "reset_move_duration": (2.5, "seconds the move_joints to the start pose should take"),
-    "reset_timeout": (20.0, "give up a reset when the arm has not reached the start pose after this long, s"),
-    "auto_start": (True, "start the first episode (seed parameter) by itself once joint_states arrive"),
-    "joint_states_timeout": (0.5, "joint_states older than this are reported stale in diagnostics, s"),
-    "fault_camera_dropout_s": (0.0, "FAULT INJECTION, off by default (bench/soak.py): set at run time to N > 0 to "
-                                    "stop camera/image_raw and camera_info for N s (a camera drop-out), s"),
-}
-RANGES = {"fault_camera_dropout_s": (0.0, 60.0)}  # name: (low, high), inclusive
+POSITIVE = (1e-3, 1e6)
+PARAMETERS = (
+    Param("image_width", 640, "rendered image width, px", range=(16, 4096)),
+    Param("image_height", 480, "rendered image height, px", range=(16, 4096)),
+    Param("camera_rate", 30.0, "camera/image_raw and camera/camera_info rate, Hz", range=(0.1, 200.0)),
+    Param("horizontal_fov_deg", 64.0, "camera horizontal field of view, degrees", range=(1.0, 170.0)),
+    Param("camera_position", [0.58, -0.40, 0.46], "camera centre in base_link, m", range=(-10.0, 10.0)),
+    Param("camera_look_at", [0.13, 0.0, 0.07], "point in base_link on the camera's optical axis, m",
+          range=(-10.0, 10.0)),
+    Param("camera_frame_id", "camera_optical_frame", "frame_id of the images (REP-103 optical frame)"),
+    Param("base_frame_id", "base_link", "frame of sim/box_pose"),
+    Param("physics_rate", 50.0, "box physics + outcome judging rate, Hz", range=(1.0, 1000.0)),
+    Param("state_rate", 20.0, "sim/box_pose and sim/episode_outcome publishing rate, Hz", range=(0.1, 200.0)),
+    Param("seed", 0, "first episode seed of the world's own sequence (a reset with seed < 0 takes the next one)",
+          range=(0, 2**31 - 1)),
+    Param("random_start_pose", True, "draw the arm's start pose per episode (false: home); see learning_notes.md"),
+    Param("box_radius", [0.15, 0.27], "min, max distance of the box centre from the base axis, m", range=(0.0, 1.0)),
+    Param("box_azimuth_deg", [-55.0, 55.0], "min, max bearing of the box from the arm's front, degrees",
+          range=(-180.0, 180.0)),
+    Param("box_size", [0.025, 0.04], "min, max edge of the box's square footprint, m", range=(0.005, 0.2)),
+    Param("box_height", [0.025, 0.04], "min, max box height, m", range=(0.005, 0.2)),
+    Param("lift_height", 0.05, "success: box bottom at least this far above the table, m", range=(0.0, 1.0)),
+    Param("hold_time", 0.3, "success: ... held grasped that high for this long, s", range=(0.0, 60.0)),
+    Param("time_limit", 30.0, "episode fails with TIMEOUT after this long, s", range=POSITIVE),
+    Param("grasp_axial_tolerance", 0.015, "grasp: box centre within this of the jaws' clamp point along the tool, m",
+          range=(0.0, 0.2)),
+    Param("grasp_lateral_tolerance", 0.012, "grasp: ... and within this across the tool, m", range=(0.0, 0.2)),
+    Param("reset_move_arm", True, "reset sends the arm to the start pose via move_joints (false: leave the arm)"),
+    Param("reset_move_duration", 2.5, "seconds the move_joints to the start pose should take", range=(0.01, 60.0)),
+    Param("reset_timeout", 20.0, "give up a reset when the arm has not reached the start pose after this long, s",
+          range=POSITIVE),
+    Param("auto_start", True, "start the first episode (seed parameter) by itself once joint_states arrive"),
+    Param("joint_states_timeout", 0.5, "joint_states older than this are reported stale in diagnostics, s",
+          range=(0.01, 60.0)),
+    Param("fault_camera_dropout_s", 0.0, "FAULT INJECTION, off by default (bench/soak.py): set at run time to N > 0 "
+                                         "to stop camera/image_raw and camera_info for N s (a camera drop-out), s",
+          range=(0.0, 60.0)),
+)
 
 
 class SimWorldNode(Node):
@@ -72,13 +79,7 @@ class SimWorldNode(Node):
 
     def __init__(self, node_name: str = "sim_world", **kwargs):
         super().__init__(node_name, **kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            descriptor = ParameterDescriptor(description=description)
-            if name in RANGES:
-                descriptor.floating_point_range = [FloatingPointRange(from_value=RANGES[name][0],
-                                                                      to_value=RANGES[name][1])]
-            self.declare_parameter(name, default, descriptor)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = declare_parameters(self, PARAMETERS)
         self.params = p
         try:
             scene = SceneConfig(box_radius=_pair(p, "box_radius"), box_azimuth_deg=_pair(p, "box_azimuth_deg"),
@@ -89,9 +90,6 @@ class SimWorldNode(Node):
                                  position=tuple(float(v) for v in p["camera_position"]),
                                  look_at=tuple(float(v) for v in p["camera_look_at"]))
             rules = OutcomeRules(float(p["lift_height"]), float(p["hold_time"]), float(p["time_limit"]))
-            for rate in ("camera_rate", "physics_rate", "state_rate", "reset_move_duration", "reset_timeout"):
-                if float(p[rate]) <= 0:
-                    raise ValueError(f"{rate} must be > 0, got {p[rate]}")
         except (ValueError, TypeError) as exc:
             raise ValueError(f"sim_world: bad parameter: {exc}") from exc
         tolerance = GraspTolerance(axial=float(p["grasp_axial_tolerance"]),
