@@ -428,8 +428,7 @@ def main(argv=None) -> int:
         seed = args.seed
         try:
             while time.monotonic() < deadline:
-                # Counting restarts per episode: the runner keeps every message's arrival time until a reset
-                # (its memory would grow for the whole soak); counts are compared only within one fault.
+                # Counting restarts per episode: counts are compared only within one fault.
                 runner.monitor.reset()
                 if not soak.set_enabled(False):
                     log("vla/enable did not answer (policy restarting?)")

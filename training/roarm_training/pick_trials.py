@@ -178,12 +178,12 @@ def run_trials(controller: str, seeds: list[int], *, checkpoint: str | Path | No
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from roarm_sim.episode_client import EpisodeClient
     from roarm_sim.outcome import STATUS_NAMES
     from roarm_sim.report import FrameRecorder
-    from roarm_vla_bringup.demo import _set_enabled, _wait_for_outcome, demo_overrides
+    from roarm_vla_bringup.demo import demo_overrides
     from roarm_vla_bringup.graph import load_graph
     from roarm_vla_bringup.runner import GraphRunner
+    from roarm_vla_bringup.sim_episodes import run_episodes
 
     if controller not in ("expert", "policy"):
         raise ValueError(f"controller must be 'expert' or 'policy', got {controller!r}")
@@ -205,39 +205,25 @@ def run_trials(controller: str, seeds: list[int], *, checkpoint: str | Path | No
     quiet = echo if echo is not None else (lambda line: None)
     with GraphRunner(graph, log=lambda m: log(f"[trials:{controller}] {m}"), echo=quiet) as runner:
         helper = runner.create_node(f"roarm_vla_pick_trials_{controller}")
-        episodes = EpisodeClient(helper)
         helper.create_subscription(Image, "camera/image_raw", recorder, qos_profile_sensor_data)
-        enable = None
         chunks = ChunkPathRecorder()
         if controller == "policy":
-            from std_srvs.srv import SetBool
-
             from roarm_interfaces.msg import ActionChunk
 
-            enable = helper.create_client(SetBool, "vla/enable")
             helper.create_subscription(ActionChunk, "vla/action_chunk", chunks, 10)
         runner.wait_for_topic("joint_states", count=5, timeout=60.0)
-        for i, seed in enumerate(seeds):
-            if enable is not None:
-                _set_enabled(enable, False)  # the policy must not fight the reset move
-            if i == 0 and keep_frames:
-                recorder.start()
-                chunks.start()
-            reply = episodes.reset(int(seed))
-            if enable is not None:
-                _set_enabled(enable, True)
-            outcome = _wait_for_outcome(runner, episodes, reply.episode_index, timeout=time_limit + 30.0)
-            if i == 0 and keep_frames:
-                runner.spin_for(0.5)  # a few frames of the outcome
-                recorder.stop()
-                chunks.stop()
-            result = TrialResult(int(seed), STATUS_NAMES[outcome.status], round(float(outcome.elapsed), 2),
+
+        def record(i, seed, _episode_index, outcome):
+            result = TrialResult(seed, STATUS_NAMES[outcome.status], round(float(outcome.elapsed), 2),
                                  str(outcome.detail))
             run.results.append(result)
             log(f"[trials:{controller}] {i + 1}/{len(seeds)} seed {seed}: {result.status} after "
                 f"{result.elapsed:.1f} s ({result.detail})")
             if on_result is not None:
                 on_result(result)
+
+        run_episodes(runner, helper, seeds, time_limit=time_limit, policy=controller == "policy",
+                     first_episode_capture=[recorder, chunks] if keep_frames else [], on_outcome=record)
     run.wall_s = time.monotonic() - started
     run.frames = list(recorder.frames)
     run.paths = list(chunks.paths)

@@ -84,11 +84,11 @@ def run_demo(args: argparse.Namespace) -> int:
     from sensor_msgs.msg import Image
 
     from roarm_interfaces.msg import EpisodeOutcome
-    from roarm_sim.episode_client import EpisodeClient
     from roarm_sim.outcome import STATUS_NAMES
     from roarm_sim.report import FrameRecorder, contact_sheet, wilson_interval, write_video
     from roarm_vla_bringup.graph import load_graph
     from roarm_vla_bringup.runner import GraphRunner, describe
+    from roarm_vla_bringup.sim_episodes import run_episodes
 
     args.out.mkdir(parents=True, exist_ok=True)
     controller = "policy" if args.policy == "tiny" else "expert"
@@ -106,38 +106,22 @@ def run_demo(args: argparse.Namespace) -> int:
     recorder = FrameRecorder(every=int(round(camera_rate / max(args.record_fps, 0.1))))
 
     time_limit = float(graph.node("sim_world").parameters().get("time_limit", 30.0))
-    results: list = []
     started = time.monotonic()
     with GraphRunner(graph, log=lambda m: print(f"[demo] {m}", flush=True),
                      echo=lambda line: print(line, flush=True)) as runner:
         helper = runner.create_node("roarm_vla_demo")
-        episodes = EpisodeClient(helper)
         helper.create_subscription(Image, "camera/image_raw", recorder, qos_profile_sensor_data)
-        enable = None
-        if controller == "policy":
-            from std_srvs.srv import SetBool
-
-            enable = helper.create_client(SetBool, "vla/enable")
         runner.wait_for_topic("joint_states", count=5, timeout=30.0)
         runner.monitor.reset()
         driver_rates = []
-        for i in range(args.episodes):
-            seed = args.seed + i
-            if enable is not None:
-                _set_enabled(enable, False)  # the policy must not fight the reset move
-            if i == 0:
-                recorder.start()
-            reply = episodes.reset(seed)
-            if enable is not None:
-                _set_enabled(enable, True)
-            outcome = _wait_for_outcome(runner, episodes, reply.episode_index, timeout=time_limit + 30.0)
-            if i == 0:
-                runner.spin_for(0.5)  # a few frames of the held box
-                recorder.stop()
+
+        def report(_i, seed, episode_index, outcome):
             driver_rates.append(float(runner.diagnostics("arm_driver").get("feedback_rate_hz", 0.0)))
-            results.append(outcome)
-            print(f"episode {reply.episode_index} seed {seed}: {STATUS_NAMES[outcome.status]} after "
+            print(f"episode {episode_index} seed {seed}: {STATUS_NAMES[outcome.status]} after "
                   f"{outcome.elapsed:.1f} s ({outcome.detail})", flush=True)
+
+        results = run_episodes(runner, helper, [args.seed + i for i in range(args.episodes)], time_limit=time_limit,
+                               policy=controller == "policy", first_episode_capture=[recorder], on_outcome=report)
         rates = runner.topic_rates()
         not_counted = list(runner.monitor.skipped)
         runner.spin_for(1.1)  # one more diagnostics message of the driver, after the last episode
@@ -176,29 +160,6 @@ def run_demo(args: argparse.Namespace) -> int:
                "wall_s": round(wall, 1)}
     print(json.dumps(summary))
     return 0
-
-
-def _wait_for_outcome(runner, episodes, episode_index: int, timeout: float):
-    """The episode's final outcome; stops early (NodeExited) when a node of the graph died."""
-    end = time.monotonic() + timeout
-    while True:
-        runner.check()
-        try:
-            return episodes.wait_for_outcome(episode_index, timeout=min(1.0, max(0.01, end - time.monotonic())))
-        except TimeoutError:
-            if time.monotonic() >= end:
-                raise
-
-
-def _set_enabled(client, value: bool, timeout: float = 5.0) -> None:
-    from std_srvs.srv import SetBool
-
-    if not client.wait_for_service(timeout_sec=timeout):
-        raise RuntimeError("vla/enable not available")
-    future = client.call_async(SetBool.Request(data=value))
-    end = time.monotonic() + timeout
-    while not future.done() and time.monotonic() < end:
-        time.sleep(0.02)
 
 
 if __name__ == "__main__":

@@ -317,6 +317,9 @@ class GraphRunner:
         self.monitor: TopicMonitor | None = None
         self.activated: list[str] = []
         self.failure: str | None = None
+        # hook(name) after a respawned node is back (started; active, for a lifecycle node), in the supervisor
+        # thread: state a fresh process cannot know (vla/enable) is re-applied there
+        self.respawn_hooks: list[Callable[[str], None]] = []
         self._context = None
         self._node = None
         self._executor = None
@@ -501,6 +504,11 @@ class GraphRunner:
                     except Exception as exc:  # noqa: BLE001 - reported, then the graph stops
                         self._fail(f"{name} could not be respawned: {exc}")
                         return
+                    for hook in list(self.respawn_hooks):
+                        try:
+                            hook(name)
+                        except Exception as exc:  # noqa: BLE001 - a hook's failure must not stop supervision
+                            self.log(f"respawn hook for {name} failed: {exc}")
                     continue
                 self._fail(f"{name} exited with code {code}")
                 return

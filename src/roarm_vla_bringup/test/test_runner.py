@@ -102,6 +102,41 @@ def test_a_respawning_node_is_started_again():
     assert any("action_visualizer exited with code -9; respawning" in line for line in lines)
 
 
+def test_a_respawned_node_gets_the_wanted_enable_state_again():
+    """The episode loop's PolicySwitch, as a respawn hook: after the watched node comes back, the state last asked
+    for is sent again over a real SetBool service (here served by the test, the watched node a cheap one)."""
+    from std_srvs.srv import SetBool
+
+    from roarm_vla_bringup.sim_episodes import PolicySwitch
+
+    graph = g.load_graph("pick", sim=True)
+    node = graph.node("action_visualizer")
+    node.spec = dataclasses.replace(node.spec, respawn=True, respawn_delay=0.2)
+    with GraphRunner(graph, log=lambda _m: None, only={"action_visualizer"}) as runner:
+        server = runner.create_node("enable_server")
+        received = []
+
+        def serve(request, response):
+            received.append(request.data)
+            response.success = True
+            return response
+
+        server.create_service(SetBool, "vla/enable", serve)
+        switch = PolicySwitch(runner.create_node("episode_loop"), node_name="action_visualizer")
+        hooked = []
+        runner.respawn_hooks += [hooked.append, switch.reapply]
+        switch.set(False)
+        assert received == [False]
+        switch.reapply("some_other_node")  # not the watched node: nothing sent
+        proc = runner.processes["action_visualizer"]
+        proc.signal(signal.SIGKILL)
+        deadline = time.monotonic() + 30.0
+        while len(received) < 2 and time.monotonic() < deadline:
+            runner.spin_for(0.1)
+        assert hooked == ["action_visualizer"] and proc.starts == 2
+        assert received == [False, False]  # the respawned process is told it is disabled
+
+
 @pytest.mark.slow
 def test_sigint_at_any_moment_ends_every_node_with_status_zero():
     # However the signal lands (right after activation, while images and plans flow), the nodes exit 0 without a
