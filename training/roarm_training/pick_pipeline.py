@@ -523,7 +523,7 @@ def build_vlm(folder: Path, model: str, image_px: int) -> Path:
         text, vision, scale = VLM_SIZES[model]
         vision = dict(vision)
     vision["image_size"] = int(image_px)
-    return small_smolvla._build_vlm(folder, text, vision, scale)
+    return small_smolvla.build_vlm_folder(folder, text, vision, scale)
 
 
 def _all_upstream(stage: str) -> list[str]:

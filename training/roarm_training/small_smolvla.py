@@ -84,7 +84,8 @@ def _train_bpe_tokenizer(vocab_size: int):
     return tokenizer
 
 
-def _build_vlm(folder: str | Path, text: Mapping[str, Any], vision: Mapping[str, Any], scale_factor: int) -> Path:
+def build_vlm_folder(folder: str | Path, text: Mapping[str, Any], vision: Mapping[str, Any],
+                     scale_factor: int) -> Path:
     """Write config.json, tokenizer files, preprocessor_config.json of a SmolVLM with the given sizes."""
     from transformers import (
         SmolVLMConfig,
@@ -128,12 +129,12 @@ def _build_vlm(folder: str | Path, text: Mapping[str, Any], vision: Mapping[str,
 
 def build_tiny_vlm(folder: str | Path) -> Path:
     """A tiny SmolVLM folder (text hidden 64 x 4 layers, vision hidden 32 x 2 layers, 64 px images)."""
-    return _build_vlm(folder, TINY_TEXT, TINY_VISION, TINY_SCALE_FACTOR)
+    return build_vlm_folder(folder, TINY_TEXT, TINY_VISION, TINY_SCALE_FACTOR)
 
 
 def build_full_size_vlm(folder: str | Path) -> Path:
     """A SmolVLM2-500M-sized VLM folder (config + processor + tokenizer only, no weights)."""
-    return _build_vlm(folder, FULL_TEXT, FULL_VISION, FULL_SCALE_FACTOR)
+    return build_vlm_folder(folder, FULL_TEXT, FULL_VISION, FULL_SCALE_FACTOR)
 
 
 def default_stats(state_dim: int = 6, spread: float = 0.5) -> dict[str, dict[str, np.ndarray]]:
