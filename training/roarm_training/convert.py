@@ -73,6 +73,8 @@ class ConvertOptions:
     tolerance_ms: dict[str, float] = field(default_factory=dict)  # role -> ms; defaults in _tolerance_ns
     timelines: dict[str, str] = field(default_factory=dict)  # role -> header | receive | auto (default auto)
     image_size: tuple[int, int] | None = None  # (height, width) to resize to; None keeps the camera's
+    # (x, y, width, height) window of the camera image, taken before the resize (the workspace); None = all of it
+    image_crop: tuple[int, int, int, int] | None = None
     max_dropped_fraction: float = 0.1  # an episode dropping more of its grid frames is skipped
     append: bool = False
     overwrite: bool = False
@@ -116,6 +118,12 @@ class ConvertOptions:
             raise ConvertError(f"the image cache must be >= 0 MiB, got {self.image_cache_mib}")
         if self.fps is not None and (self.fps <= 0 or int(self.fps) != self.fps):
             raise ConvertError(f"--fps must be a positive integer (LeRobot datasets have integer fps), got {self.fps}")
+        if self.image_crop is not None:
+            crop = tuple(int(v) for v in self.image_crop)
+            if len(crop) != 4 or min(crop[:2]) < 0 or min(crop[2:]) <= 0:
+                raise ConvertError(f"--image-crop must be X Y WIDTH HEIGHT with X, Y >= 0 and a size > 0, got "
+                                   f"{list(self.image_crop)}")
+            self.image_crop = crop
         unknown = sorted(set(self.joint_map.values()) - set(JOINT_NAMES))
         if unknown:
             raise ConvertError(f"--joint-map targets {unknown} are not URDF joints {list(JOINT_NAMES)}")
@@ -126,6 +134,8 @@ class ConvertOptions:
                 "joint_map", "task", "robot_type", "tolerance_ms", "timelines", "image_size", "max_dropped_fraction")
         fields = {k: getattr(self, k) for k in keys}
         fields["image_size"] = list(self.image_size) if self.image_size else None
+        if self.image_crop is not None:  # absent when unset: datasets made before the option keep their fingerprint
+            fields["image_crop"] = list(self.image_crop)
         return json.loads(json.dumps(fields, sort_keys=True))
 
 
@@ -481,7 +491,7 @@ def convert(inputs: Sequence[str | Path], options: ConvertOptions, log=print) ->
     if fps is None and appending:
         fps = int(existing["fps"])
     spec = ObservationSpec(state_joint_names=JOINT_NAMES, joint_units=options.joint_units,
-                           image_key=DEFAULT_IMAGE_KEY, image_size=options.image_size)
+                           image_key=DEFAULT_IMAGE_KEY, image_size=options.image_size, image_crop=options.image_crop)
     repo_id = options.repo_id or (existing or {}).get("repo_id") or f"local/{out.name}"
 
     tmp = out.parent / f".{out.name}.converting-{os.getpid()}"
@@ -603,6 +613,7 @@ def _write_meta(root: Path, existing: dict | None, results: list[EpisodeResult],
         "joint_units": options.joint_units,
         "image_key": spec.image_key,
         "image_size": [int(image_shape[0]), int(image_shape[1])],
+        "image_crop": list(spec.image_crop) if spec.image_crop else None,
         "image_shape": [int(v) for v in image_shape],
         "fps": int(fps),
         "repo_id": repo_id,

@@ -3,7 +3,7 @@
   roarm-vla-data convert BAGS_OR_DIRS... --out DATASET [--fps 30] [--repo-id ID] [--images]
       [--joint-units radians|degrees] [--image-topic T] [--state-topic T]
       [--action-topic T | --action-from-next-state] [--joint-map SRC=DST ...] [--task TEXT]
-      [--tolerance-ms MS | ROLE=MS ...] [--timeline ROLE=header|receive|auto ...] [--image-size H W]
+      [--tolerance-ms MS | ROLE=MS ...] [--timeline ROLE=header|receive|auto ...] [--image-size H W] [--image-crop X Y W H]
       [--append | --overwrite] [--skip-bad] [--vcodec C] [--no-streaming-encoding]
     rosbag2 episode bags (directories, single .mcap files, or folders of them) -> a LeRobotDataset v3.0.
     Exit status 0 on success or "up to date", 1 on a refused conversion or a bad bag (nothing written).
@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="header, receive or auto (header stamps unless they are zero) per ROLE")
     conv.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                       help="resize every image to H x W (area interpolation)")
+    conv.add_argument("--image-crop", type=int, nargs=4, default=None, metavar=("X", "Y", "W", "H"),
+                      help="crop every camera image to this window (pixels) before the resize: the workspace; "
+                           "the policy node crops live images the same way (the dataset's metadata says how)")
     conv.add_argument("--max-dropped", type=float, default=0.1,
                       help="skip an episode that drops more than this fraction of its frames (default 0.1)")
     mode = conv.add_mutually_exclusive_group()
@@ -95,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             action_topic=args.action_topic, action_from_next_state=args.action_from_next_state,
             joint_map=_pairs(args.joint_map, "--joint-map"), task=args.task, robot_type=args.robot_type,
             tolerance_ms=_tolerances(args.tolerance_ms), timelines=_pairs(args.timeline, "--timeline"),
-            image_size=tuple(args.image_size) if args.image_size else None, max_dropped_fraction=args.max_dropped,
+            image_size=tuple(args.image_size) if args.image_size else None,
+            image_crop=tuple(args.image_crop) if args.image_crop else None, max_dropped_fraction=args.max_dropped,
             append=args.append, overwrite=args.overwrite, skip_bad=args.skip_bad, vcodec=args.vcodec,
             streaming_encoding=not args.no_streaming_encoding,
             progress=not args.no_progress)

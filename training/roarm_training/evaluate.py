@@ -421,8 +421,8 @@ class PolicyPredictor:
         from vla_policy_node.observation import actions_to_urdf
 
         state_urdf = actions_to_urdf(np.asarray(state, dtype=float)[None], self.spec)[0]
-        chunk = self.runtime.predict_chunk(image, state_urdf, task,
-                                           noise_seed=noise_seed if self.uses_noise else None)
+        chunk = self.runtime.predict_chunk(image, state_urdf, task, noise_seed=noise_seed if self.uses_noise else None,
+                                           from_camera=False)  # dataset frames are policy images already
         return urdf_to_dataset(chunk, self.spec)
 
 

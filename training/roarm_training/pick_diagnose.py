@@ -107,7 +107,6 @@ def diagnose_episode(runtime, seed: int, *, n_action_steps: int, latency: float 
     from roarm_sim.world import SimWorld
     from vla_policy_node.chunk_scheduler import ChunkScheduler, MergeRule, SchedulerConfig
     from vla_policy_node.command_plan import CommandPlanner, SmoothingConfig
-    from vla_policy_node.observation import resize_image
 
     s = settings or node_settings()
     world = SimWorld(rules=OutcomeRules(time_limit=time_limit))
@@ -127,8 +126,6 @@ def diagnose_episode(runtime, seed: int, *, n_action_steps: int, latency: float 
                                                       max_joint_step=max_step,
                                                       lower_limits=np.asarray(joints.LOWER_LIMITS, float),
                                                       upper_limits=np.asarray(joints.UPPER_LIMITS, float)))
-    spec = runtime.spec
-    size = spec.image_size
     dt = 1.0 / physics_rate
     per_drive = max(1, int(round(physics_rate / driver_rate)))
     per_frame = max(1, int(round(physics_rate / camera_rate)))
@@ -151,8 +148,7 @@ def diagnose_episode(runtime, seed: int, *, n_action_steps: int, latency: float 
         if pending is None and k % per_frame == 0:
             end = scheduler.plan_end(t)
             if end is None or end - t <= lead_steps * dt_step + 1e-9:
-                image = resize_image(world.render(q), size)
-                actions = runtime.predict(image, q, task, noise_seed=seed * 1000 + inferences).actions
+                actions = runtime.predict(world.render(q), q, task, noise_seed=seed * 1000 + inferences).actions
                 inferences += 1
                 pending = (t + latency, actions, t)
         if k % per_drive == 0 and plan is not None:

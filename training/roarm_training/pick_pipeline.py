@@ -87,6 +87,7 @@ class PipelineConfig:
     # convert
     fps: int = 10
     image_px: int = 96
+    image_crop: list[int] | None = None  # [x, y, width, height] of sim_world's camera image before the resize
     # fit
     model: str = "small"  # small | tiny (a fresh SmolVLA on a local VLM folder); ignored with policy_path
     policy_path: str | None = None  # fine-tune this (hub id or local pretrained_model) instead
@@ -169,7 +170,10 @@ def stage_inputs(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
             inputs["fixed_start_pose"] = True
         return inputs
     if stage == "convert":
-        return {"fps": cfg.fps, "image_px": cfg.image_px}
+        inputs = {"fps": cfg.fps, "image_px": cfg.image_px}
+        if cfg.image_crop:  # only when set: the default run's digests (and stamps) stay as they were
+            inputs["image_crop"] = list(cfg.image_crop)
+        return inputs
     if stage == "fit":
         return {"model": None if cfg.policy_path else cfg.model, "policy_path": cfg.policy_path, "steps": cfg.steps,
                 "batch_size": cfg.batch_size, "lr": cfg.lr, "chunk_size": cfg.chunk_size,
@@ -358,6 +362,8 @@ class Pipeline:
         _clear(dataset, self.cfg.out)
         argv = ["convert", str(self.cfg.path("bags")), "--out", str(dataset), "--fps", str(self.cfg.fps),
                 "--image-size", str(self.cfg.image_px), str(self.cfg.image_px), "--skip-bad"]
+        if self.cfg.image_crop:
+            argv += ["--image-crop", *map(str, self.cfg.image_crop)]
         self.log(f"[convert] roarm-vla-data {' '.join(argv)}")
         if data_cli.main(argv) != 0:
             raise PipelineError("convert: roarm-vla-data convert failed (its message is above)")
@@ -633,6 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("convert")
     g.add_argument("--fps", type=int, default=d.fps, help=f"dataset frame rate (default {d.fps})")
     g.add_argument("--image-px", type=int, default=d.image_px, help=f"square image size (default {d.image_px})")
+    g.add_argument("--image-crop", type=int, nargs=4, default=d.image_crop, metavar=("X", "Y", "W", "H"),
+                   help="crop sim_world's camera image to this window before the resize (e.g. 160 160 320 320: "
+                        "the table where boxes are placed, at twice the pixels per cm)")
     g = p.add_argument_group("fit")
     g.add_argument("--model", choices=sorted(VLM_SIZES), default=d.model,
                    help="size of the fresh SmolVLA's local VLM (small: 879k-parameter policy; tiny: tests)")

@@ -103,11 +103,15 @@ class DatasetSpec:
     features: dict
     episodes: list[int]
     source: str  # meta/roarm_vla.json or meta/info.json
+    image_crop: list[int] | None = None  # [x, y, width, height] of the camera image, before the resize
 
     def meta(self) -> dict:
         """The content of roarm_vla_meta.json (policy_runtime.ROARM_META_FILENAME)."""
-        return {"joint_names": list(self.joint_names), "joint_units": self.joint_units, "image_key": self.image_key,
+        meta = {"joint_names": list(self.joint_names), "joint_units": self.joint_units, "image_key": self.image_key,
                 "image_size": list(self.image_size), "fps": float(self.fps)}
+        if self.image_crop:  # the node crops live camera images as the converter cropped the training frames
+            meta["image_crop"] = list(self.image_crop)
+        return meta
 
 
 @dataclass
@@ -155,7 +159,8 @@ def read_dataset_spec(root: str | Path) -> DatasetSpec:
     return DatasetSpec(root=root, joint_names=joint_names, joint_units=str(meta.get("joint_units", "radians")),
                        image_key=image_key, image_size=[int(v) for v in image_size],
                        fps=float(meta.get("fps", info.get("fps", 30))), features=features, episodes=episodes,
-                       source=str(meta_file if meta else info_file))
+                       source=str(meta_file if meta else info_file),
+                       image_crop=[int(v) for v in meta["image_crop"]] if meta.get("image_crop") else None)
 
 
 def split_episodes(episodes: Sequence[int], eval_episodes: Sequence[int] | None, holdout_fraction: float,

@@ -412,3 +412,20 @@ def test_images_kept_from_the_first_read_or_read_again_give_the_same_frames(tmp_
         assert len(ds) == len(BACKWARDS_IMAGES)
         for k, image in enumerate(BACKWARDS_IMAGES):
             assert np.array_equal(frame_image(ds[k]), image_pixels(image))
+
+
+def test_image_crop_is_checked_written_to_the_metadata_and_refused_when_it_does_not_fit(tmp_path):
+    with pytest.raises(ConvertError, match="--image-crop must be X Y WIDTH HEIGHT"):
+        ConvertOptions(out=tmp_path / "ds", image_crop=(0, 0, 0, 10))
+    # unset, the crop is not part of the fingerprint: datasets converted before the option keep theirs
+    assert "image_crop" not in ConvertOptions(out=tmp_path / "ds").content_fields()
+    bag = regular_episode(tmp_path / "bags" / "ep_0", seconds=0.5, fps=10, custom=custom_data(fps=10))  # 64x48
+    out = convert([bag], ConvertOptions(out=tmp_path / "ds", use_videos=False, image_crop=(8, 4, 32, 40),
+                                        image_size=(20, 16), progress=False), log=lambda *_: None).out
+    meta = json.loads((out / ROARM_META_FILE).read_text())
+    assert meta["image_crop"] == [8, 4, 32, 40] and meta["image_size"] == [20, 16]
+    assert meta["conversion"]["options"]["image_crop"] == [8, 4, 32, 40]
+    with pytest.raises((ConvertError, BagError), match="does not fit the 64x48 camera image"):
+        convert([bag], ConvertOptions(out=tmp_path / "too_big", use_videos=False, image_crop=(40, 0, 32, 48),
+                                      progress=False), log=lambda *_: None)
+    assert not (tmp_path / "too_big").exists(), "a refused conversion leaves no dataset"

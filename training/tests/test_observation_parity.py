@@ -36,6 +36,7 @@ pytestmark = pytest.mark.slow
 FPS = 10
 TASK = "Pick up the white box"
 IMAGE_HW = (96, 128)
+CROP = (16, 8, 96, 80)  # x, y, width, height of the 128x96 camera image
 
 
 def stamp_ns(stamp) -> int:
@@ -190,6 +191,9 @@ def recorded(tmp_path_factory):
         datasets[units] = convert([bag], ConvertOptions(out=tmp_path / f"ds_{units}", use_videos=False,
                                                         image_size=(64, 64), joint_units=units,
                                                         progress=False), log=lambda *_: None).out
+    datasets["cropped"] = convert([bag], ConvertOptions(out=tmp_path / "ds_cropped", use_videos=False,
+                                                        image_size=(64, 64), image_crop=CROP,
+                                                        progress=False), log=lambda *_: None).out
     return bag, datasets
 
 
@@ -253,14 +257,16 @@ def live_observation(image_msg, joint_state_msg, spec):
     return build_observation(image_to_rgb(image_msg), joint_vector(JOINT_NAMES, measured, spec), spec)
 
 
-@pytest.mark.parametrize("units", ["radians", "degrees"])
-def test_dataset_rows_equal_the_node_functions_observation(recorded, units):
+@pytest.mark.parametrize("variant", ["radians", "degrees", "cropped"])
+def test_dataset_rows_equal_the_node_functions_observation(recorded, variant):
     from vla_policy_node.observation import STATE_KEY, spec_from_meta
 
     bag, datasets = recorded
-    root = datasets[units]
+    root = datasets[variant]
+    units = "degrees" if variant == "degrees" else "radians"
     spec = spec_from_meta(json.loads((root / "meta" / "roarm_vla.json").read_text()))
     assert spec.joint_units == units and spec.image_size == (64, 64)
+    assert spec.image_crop == (CROP if variant == "cropped" else None)  # the node crops as the converter did
     messages = bag_messages(bag)
     sources = row_sources(root, messages)
     ds = load(root)
@@ -279,6 +285,12 @@ def test_dataset_rows_equal_the_node_functions_observation(recorded, units):
     other = live_observation(messages["camera/image_raw"][sources[k][0]][2],
                              messages["joint_states"][sources[k][1] - 1][2], spec)
     assert not np.array_equal(other[STATE_KEY], row_observation(ds[k], spec)[1])
+    if spec.image_crop:  # ... and the crop is not either: the whole camera image resized is another picture
+        import dataclasses
+
+        whole = live_observation(messages["camera/image_raw"][sources[k][0]][2],
+                                 messages["joint_states"][sources[k][1]][2], dataclasses.replace(spec, image_crop=None))
+        assert not np.array_equal(whole[spec.image_key], row_observation(ds[k], spec)[0])
 
 
 def restamped(raw: bytes, ns: int) -> bytes:

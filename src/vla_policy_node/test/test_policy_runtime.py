@@ -93,6 +93,37 @@ def test_bad_observation_is_a_clear_error(runtime):
         runtime.predict_chunk(image, state[:5], TASK)
 
 
+def test_the_checkpoint_crop_is_applied_to_camera_images_only(tmp_path, tiny_checkpoint, runtime):
+    """roarm_vla_meta.json's image_crop (written by fit from the dataset's metadata): a camera image is cropped,
+    then resized; a policy image (a dataset frame, from_camera=False) is used as it is."""
+    import json
+    import shutil
+
+    from vla_policy_node.observation import crop_image, policy_image
+
+    cropped_checkpoint = tmp_path / "cropped"
+    shutil.copytree(tiny_checkpoint, cropped_checkpoint)
+    meta_file = cropped_checkpoint / "roarm_vla_meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["image_crop"] = [8, 4, 40, 30]
+    meta_file.write_text(json.dumps(meta))
+    cropped = PolicyRuntime(RuntimeConfig(checkpoint=str(cropped_checkpoint)))
+    assert cropped.spec.image_crop == (8, 4, 40, 30) and runtime.spec.image_crop is None
+    image, state = observation()  # 48 x 64 camera image
+    assert crop_image(image, (8, 4, 40, 30)).shape == (30, 40, 3)
+    np.testing.assert_array_equal(crop_image(image, (8, 4, 40, 30)), image[4:34, 8:48])
+    as_policy_sees_it = policy_image(image, cropped.spec)
+    assert as_policy_sees_it.shape[:2] == tuple(cropped.spec.image_size)
+    from_camera = cropped.predict_chunk(image, state, TASK, noise_seed=5)
+    np.testing.assert_array_equal(from_camera, cropped.predict_chunk(as_policy_sees_it, state, TASK, noise_seed=5,
+                                                                     from_camera=False))
+    assert np.abs(from_camera - runtime.predict_chunk(image, state, TASK, noise_seed=5)).max() > 1e-5
+    with pytest.raises(ValueError, match="policy image must be"):
+        cropped.predict_chunk(image, state, TASK, from_camera=False)  # not the policy's size
+    with pytest.raises(ValueError, match="does not fit the 32x24 camera image"):
+        cropped.predict_chunk(image[:24, :32], state, TASK)
+
+
 def test_precision_modes_report_latency_and_deviation(tiny_checkpoint):
     results = {r.mode: r for r in compare_precisions(str(tiny_checkpoint), ["bf16", "int8", "fp16"],
                                                        repeats=2, warmup=1)}

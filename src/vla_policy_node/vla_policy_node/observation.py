@@ -9,7 +9,9 @@ Conventions:
 - state and action vectors follow ``spec.state_joint_names`` (default: the URDF's joint order) in
   ``spec.joint_units``: "radians" (URDF, REP-103) or "degrees" (the Waveshare SDK's degree convention, gripper
   already pi - g: ``roarm_description.joints.urdf_to_sdk_degrees``).
-- images are HxWx3 uint8 RGB, resized to ``spec.image_size`` (height, width) when it is set.
+- images are HxWx3 uint8 RGB: the camera's image, cropped to ``spec.image_crop`` (x, y, width, height in the
+  camera's pixels: the workspace, so that the policy's few pixels go to what matters) and then resized to
+  ``spec.image_size`` (height, width), each when it is set (:func:`policy_image`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class ObservationSpec:
     joint_units: str = "radians"
     image_key: str = DEFAULT_IMAGE_KEY
     image_size: tuple[int, int] | None = None  # (height, width); None keeps the camera's size
+    image_crop: tuple[int, int, int, int] | None = None  # (x, y, width, height) of the camera image; None: all
 
     def __post_init__(self) -> None:
         if self.joint_units not in JOINT_UNITS:
@@ -44,6 +47,10 @@ class ObservationSpec:
             raise ValueError(f"state_joint_names repeat a name: {list(self.state_joint_names)}")
         if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) <= 0):
             raise ValueError(f"image_size must be (height, width) > 0, got {self.image_size}")
+        if self.image_crop is not None and (len(self.image_crop) != 4 or min(self.image_crop[:2]) < 0
+                                            or min(self.image_crop[2:]) <= 0):
+            raise ValueError(f"image_crop must be (x, y, width, height) with x, y >= 0 and a size > 0, got "
+                             f"{self.image_crop}")
 
     @property
     def state_dim(self) -> int:
@@ -91,6 +98,23 @@ def resize_image(image_rgb: np.ndarray, size: tuple[int, int] | None) -> np.ndar
     return cv2.resize(image_rgb, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
 
 
+def crop_image(image_rgb: np.ndarray, crop: tuple[int, int, int, int] | None) -> np.ndarray:
+    """The (x, y, width, height) window of the image (a view); None = unchanged. ValueError when it does not fit."""
+    if crop is None:
+        return image_rgb
+    x, y, w, h = (int(v) for v in crop)
+    height, width = image_rgb.shape[:2]
+    if x + w > width or y + h > height:
+        raise ValueError(f"image_crop (x {x}, y {y}, width {w}, height {h}) does not fit the {width}x{height} "
+                         "camera image")
+    return image_rgb[y:y + h, x:x + w]
+
+
+def policy_image(camera_rgb: np.ndarray, spec: ObservationSpec) -> np.ndarray:
+    """The camera image as the policy sees it: cropped to ``spec.image_crop``, then resized to ``spec.image_size``."""
+    return resize_image(crop_image(camera_rgb, spec.image_crop), spec.image_size)
+
+
 # ------------------------------------------------------------------------------------------------- joints
 def joint_vector(names: Sequence[str], positions: Sequence[float], spec: ObservationSpec) -> np.ndarray:
     """(names, URDF radians) of a JointState -> the spec's state vector (order, units), float32.
@@ -125,15 +149,25 @@ def action_from_trajectory(msg: Any, spec: ObservationSpec) -> np.ndarray:
     return joint_vector(list(msg.joint_names), list(msg.points[0].positions), spec)
 
 
-def build_observation(image_rgb: np.ndarray, state: np.ndarray, spec: ObservationSpec) -> dict[str, np.ndarray]:
-    """{image_key: HxWx3 uint8 (resized), STATE_KEY: float32 vector}: a LeRobot dataset frame or policy input."""
+def build_observation(image_rgb: np.ndarray, state: np.ndarray, spec: ObservationSpec,
+                      from_camera: bool = True) -> dict[str, np.ndarray]:
+    """{image_key: HxWx3 uint8, STATE_KEY: float32 vector}: a LeRobot dataset frame or policy input.
+
+    from_camera: the image is the camera's (cropped and resized by :func:`policy_image`); False: it is already a
+    policy image (a dataset frame, as the offline evaluation feeds), used as it is.
+    """
     image = np.asarray(image_rgb)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be HxWx3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
     state = np.asarray(state, dtype=np.float32)
     if state.shape != (spec.state_dim,):
         raise ValueError(f"state must hold {spec.state_dim} values, got shape {state.shape}")
-    image = np.ascontiguousarray(resize_image(image, spec.image_size))
+    if from_camera:
+        image = policy_image(image, spec)
+    elif spec.image_size is not None and tuple(image.shape[:2]) != tuple(spec.image_size):
+        raise ValueError(f"a policy image must be {spec.image_size[0]}x{spec.image_size[1]} (height x width), got "
+                         f"{image.shape[0]}x{image.shape[1]}")
+    image = np.ascontiguousarray(image)
     if not image.flags.writeable:  # a view of a message's buffer: torch.from_numpy wants a writable array
         image = image.copy()
     return {spec.image_key: image, STATE_KEY: state}
@@ -168,6 +202,7 @@ def spec_from_meta(meta: Mapping[str, Any], **overrides: Any) -> ObservationSpec
         "joint_units": meta.get("joint_units", "radians"),
         "image_key": meta.get("image_key", DEFAULT_IMAGE_KEY),
         "image_size": tuple(meta["image_size"]) if meta.get("image_size") else None,
+        "image_crop": tuple(int(v) for v in meta["image_crop"]) if meta.get("image_crop") else None,
     }
     fields.update(overrides)
     return ObservationSpec(**fields)

@@ -274,7 +274,7 @@ class PolicyRuntime:
 
     def resolve_spec(self, image_size: Sequence[int] | int | None = None) -> ObservationSpec:
         """The observation spec, from the checkpoint's ``roarm_vla_meta.json`` (``joint_names``, ``image_key``,
-        ``image_size``: what the dataset converter used) where it has them, else from the config
+        ``image_size``, ``image_crop``: what the dataset converter used) where it has them, else from the config
         (``state_joint_names``, ``camera_key``) and ``image_size`` (None = the camera's size). Joint units as
         resolved at load. The live observation is then built exactly as the converter built the training frames."""
         path = Path(self.info.path)
@@ -291,8 +291,9 @@ class PolicyRuntime:
         if isinstance(size, (int, float)) and size:
             size = (int(size), int(size))
         size = tuple(int(v) for v in size) if size and all(int(v) > 0 for v in size) else None
+        crop = tuple(int(v) for v in meta["image_crop"]) if meta.get("image_crop") else None
         self._spec = ObservationSpec(state_joint_names=names, joint_units=self.info.joint_units, image_key=key,
-                                     image_size=size)
+                                     image_size=size, image_crop=crop)
         return self._spec
 
     def predict(
@@ -305,10 +306,12 @@ class PolicyRuntime:
         noise=None,
         prev_chunk_left_over=None,
         inference_delay: int | None = None,
+        from_camera: bool = True,
     ) -> ChunkPrediction:
-        """One chunk from one observation. ``image_rgb``: HxWx3 uint8 (resized to the spec's image size);
-        ``state_urdf``: 6 URDF radians. Returns actions in URDF radians; joints the policy does not command keep
-        ``state_urdf``'s value."""
+        """One chunk from one observation. ``image_rgb``: HxWx3 uint8, the camera's (cropped and resized as the
+        spec says) or, with ``from_camera=False``, a policy image already (a dataset frame); ``state_urdf``: 6 URDF
+        radians. Returns actions in URDF radians; joints the policy does not command keep ``state_urdf``'s
+        value."""
         from lerobot.policies.utils import prepare_observation_for_inference
 
         torch = self._torch
@@ -317,7 +320,8 @@ class PolicyRuntime:
         if state.shape != (len(JOINT_NAMES),):
             raise ValueError(f"state must hold {len(JOINT_NAMES)} URDF joint positions, got shape {state.shape}")
         start = time.perf_counter()
-        observation = build_observation(image_rgb, joint_vector(JOINT_NAMES, state, spec), spec)
+        observation = build_observation(image_rgb, joint_vector(JOINT_NAMES, state, spec), spec,
+                                        from_camera=from_camera)
         if noise is None and noise_seed is not None:
             noise = self.make_noise(noise_seed)
         kwargs = {} if noise is None else {"noise": noise}  # only flow-matching policies take noise
@@ -339,9 +343,9 @@ class PolicyRuntime:
         )
 
     def predict_chunk(self, image_rgb: np.ndarray, state_urdf: Sequence[float], task: str,
-                      noise_seed: int | None = None) -> np.ndarray:
+                      noise_seed: int | None = None, from_camera: bool = True) -> np.ndarray:
         """[T, 6] URDF radians (JOINT_NAMES order) for the observation; see :meth:`predict`."""
-        return self.predict(image_rgb, state_urdf, task, noise_seed=noise_seed).actions
+        return self.predict(image_rgb, state_urdf, task, noise_seed=noise_seed, from_camera=from_camera).actions
 
 
 def rtc_available() -> bool:
