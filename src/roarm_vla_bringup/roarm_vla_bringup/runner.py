@@ -437,7 +437,10 @@ class GraphRunner:
             started = time.monotonic()
             ok = self.change_state(name, transition_id, timeout=timeout)
             if not ok:
-                raise RuntimeError(f"{name}: {label} failed; see [{name}]'s output above")
+                proc = self.processes.get(name)
+                errors = [line for line in (proc.lines if proc else ()) if "ERROR" in line]
+                why = errors[-1].strip() if errors else f"see [{name}]'s output"
+                raise RuntimeError(f"{name}: {label} failed: {why}")
             self.log(f"{name}: {label}d in {time.monotonic() - started:.2f} s")
         if name not in self.activated:
             self.activated.append(name)

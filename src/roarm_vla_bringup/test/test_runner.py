@@ -102,6 +102,15 @@ def test_a_respawning_node_is_started_again():
     assert any("action_visualizer exited with code -9; respawning" in line for line in lines)
 
 
+def test_a_node_that_fails_to_configure_is_named_with_its_own_error_line(tmp_path):
+    # the runner's children may be quiet (the pipeline's trials): the failure must say why by itself
+    graph = g.load_graph("pick", sim=True, controller="policy",
+                         overrides={"checkpoint": str(tmp_path / "no_such_checkpoint")})
+    with pytest.raises(RuntimeError, match=r"vla_policy: configure failed: .*ERROR.*no_such_checkpoint"):
+        with GraphRunner(graph, log=lambda _m: None, only={"vla_policy"}):
+            pass
+
+
 def test_a_respawned_node_gets_the_wanted_enable_state_again():
     """The episode loop's PolicySwitch, as a respawn hook: after the watched node comes back, the state last asked
     for is sent again over a real SetBool service (here served by the test, the watched node a cheap one)."""

@@ -122,6 +122,7 @@ def test_the_checkpoint_crop_is_applied_to_camera_images_only(tmp_path, tiny_che
         cropped.predict_chunk(image, state, TASK, from_camera=False)  # not the policy's size
     with pytest.raises(ValueError, match="does not fit the 32x24 camera image"):
         cropped.predict_chunk(image[:24, :32], state, TASK)
+    cropped.warm_up(TASK)  # the node's configure: a policy image, whatever the crop
 
 
 def test_precision_modes_report_latency_and_deviation(tiny_checkpoint):

@@ -342,6 +342,19 @@ class PolicyRuntime:
             latency_s=time.perf_counter() - start,
         )
 
+    def warm_up(self, task: str) -> None:
+        """One inference on a black policy image (the first call is much slower: allocations, lazy init). A policy
+        image, not a camera one: a crop window would not fit an arbitrary camera size."""
+        spec = self.spec
+        if spec.image_size:
+            height, width = spec.image_size
+        elif spec.image_crop:
+            width, height = spec.image_crop[2:]
+        else:
+            height, width = 64, 64
+        self.predict(np.zeros((int(height), int(width), 3), np.uint8), np.zeros(len(JOINT_NAMES)), task,
+                     noise_seed=0, from_camera=False)
+
     def predict_chunk(self, image_rgb: np.ndarray, state_urdf: Sequence[float], task: str,
                       noise_seed: int | None = None, from_camera: bool = True) -> np.ndarray:
         """[T, 6] URDF radians (JOINT_NAMES order) for the observation; see :meth:`predict`."""

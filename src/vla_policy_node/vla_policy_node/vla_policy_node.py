@@ -198,8 +198,7 @@ class VlaPolicyNode(LifecycleNode):
                 step_period=step_period, chunk_steps=runtime.chunk_size, lead_steps=int(p["inference_lead_steps"]),
                 latency_margin_s=float(p["inference_latency_margin_s"]),
                 rebase_when_idle=bool(p["rebase_when_idle"])))
-            # Warm-up inference: the first call is much slower (allocations, lazy init); pay it here, not live.
-            runtime.predict(np.zeros((64, 64, 3), np.uint8), np.zeros(len(JOINT_NAMES)), self._task, noise_seed=0)
+            runtime.warm_up(self._task)  # the first inference's lazy init is paid here, not live
         except (PolicyLoadError, ValueError) as exc:
             self._config_error = str(exc)
             self._hold_reason = f"configure failed: {exc}"
