@@ -13,9 +13,11 @@ input. This evaluation therefore:
   A constant policy (and the baseline) scores 0; FAIL below ``collapse_threshold`` on any joint that moves;
 - IMAGE RELIANCE: the same state and the same start noise with another held-out episode's image (same frame
   index). Reliance = RMS change of the predicted chunk / RMS difference of the two episodes' ground-truth chunks,
-  both in units of the training action std per joint; cosine = direction agreement. About 0 = the camera is
-  ignored and the state alone drives the policy (the state shortcut of ``shared/learning_notes.md``); FAIL below
-  ``reliance_threshold``.
+  both in units of the training action std per joint; cosine = direction agreement; toward = the share of the
+  ground truth's change the prediction makes (the regression coefficient of the predicted change on the true
+  one). About 0 = the camera is ignored and the state alone drives the policy (the state shortcut of
+  ``shared/learning_notes.md``), or the image moves the prediction, but not where the other box is; FAIL when
+  reliance is below ``reliance_threshold`` or toward below ``reliance_toward_threshold``.
 
 Every prediction uses the SAME flow-matching start noise (``noise_seed``): differences between predictions then
 come from the inputs only (a policy that ignores its inputs cannot look diverse through its noise).
@@ -45,6 +47,7 @@ ACTION_KEY = "action"
 SPLIT_FILENAMES = ("episode_split.json", "split.json")  # written by `roarm-vla-train fit` in its output dir
 DEFAULT_COLLAPSE_THRESHOLD = 0.3
 DEFAULT_RELIANCE_THRESHOLD = 0.2
+DEFAULT_RELIANCE_TOWARD_THRESHOLD = 0.05
 PASS, FAIL, NOT_MEASURED = "PASS", "FAIL", "NOT_MEASURED"
 
 
@@ -348,13 +351,17 @@ def collapse_check(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, first:
 
 
 def reliance(pred_own: np.ndarray, pred_swapped: np.ndarray, truth_own: np.ndarray, truth_other: np.ndarray,
-             mask: np.ndarray, scale: np.ndarray, threshold: float) -> dict:
+             mask: np.ndarray, scale: np.ndarray, threshold: float,
+             toward_threshold: float = DEFAULT_RELIANCE_TOWARD_THRESHOLD) -> dict:
     """Image reliance from pairs (sample i with its own image / with the image of episode j at the same frame).
 
     All arrays [P, T, D] (mask [P, T]: steps valid in BOTH episodes); ``scale`` [D]: per-joint std of the training
     actions. reliance = sqrt(mean ||dpred||^2) / sqrt(mean ||dtruth||^2) over masked steps, where
     dpred = pred_swapped - pred_own and dtruth = truth_other - truth_own, both divided by ``scale``.
     cosine = mean over pairs of the cosine between the flattened dpred and dtruth (direction agreement).
+    toward = sum(dpred . dtruth) / sum(||dtruth||^2) over masked steps: how much of the true change the prediction
+    makes (1 = all of it, 0 = none, or changes in unrelated directions). FAIL when reliance < threshold or
+    toward < toward_threshold: a policy whose output the image moves at random does not read the box from it.
     """
     scale = np.where(np.asarray(scale, dtype=float) > 1e-9, scale, 1.0)
     dpred = (pred_swapped - pred_own) / scale
@@ -369,12 +376,15 @@ def reliance(pred_own: np.ndarray, pred_swapped: np.ndarray, truth_own: np.ndarr
         if na > 1e-12 and nb > 1e-12:
             cosines.append(float(a @ b / (na * nb)))
     if den <= 1e-12:
-        return {"reliance": None, "cosine": None, "threshold": threshold, "verdict": NOT_MEASURED, "pairs": len(dpred),
+        return {"reliance": None, "cosine": None, "toward": None, "threshold": threshold,
+                "toward_threshold": toward_threshold, "verdict": NOT_MEASURED, "pairs": len(dpred),
                 "note": "the paired episodes' ground truths do not differ"}
     value = num / den
+    toward = float(((dpred * dtruth) * m).sum() / ((dtruth * m) ** 2).sum())
     per_pair = np.sqrt(((dpred * m) ** 2).sum(axis=(1, 2)) / np.maximum(mask.sum(axis=1), 1))
-    return {"reliance": value, "cosine": float(np.mean(cosines)) if cosines else 0.0, "threshold": threshold,
-            "verdict": PASS if value >= threshold else FAIL, "pairs": len(dpred),
+    return {"reliance": value, "cosine": float(np.mean(cosines)) if cosines else 0.0, "toward": toward,
+            "threshold": threshold, "toward_threshold": toward_threshold,
+            "verdict": PASS if value >= threshold and toward >= toward_threshold else FAIL, "pairs": len(dpred),
             "moved_rms": num, "truth_rms": den, "per_pair_moved": per_pair.tolist()}
 
 
@@ -483,6 +493,7 @@ class EvalConfig:
     noise_seed: int = 0
     collapse_threshold: float = DEFAULT_COLLAPSE_THRESHOLD
     reliance_threshold: float = DEFAULT_RELIANCE_THRESHOLD
+    reliance_toward_threshold: float = DEFAULT_RELIANCE_TOWARD_THRESHOLD
     precision: str = "auto"  # as the node's 'auto': an export's recorded mode, else fp32
     device: str = "cpu"
     num_threads: int = 0
@@ -549,7 +560,7 @@ def evaluate(config: EvalConfig, predictor: Callable | None = None, view: Datase
         truth_other, mask_other = ground_truth_chunks(view.actions, view.episode, other_pos, horizon)
         train_std = view.actions[train_mask].std(axis=0) if train_mask.any() else view.action_std
         image_reliance = reliance(pred_own, pred_swapped, truth_own, truth_other, mask_own & mask_other,
-                                  train_std, config.reliance_threshold)
+                                  train_std, config.reliance_threshold, config.reliance_toward_threshold)
         image_reliance["pairs_positions"] = [[int(view.index[p]), int(view.index[q])] for p, q in pairs]
     else:
         image_reliance = {"reliance": None, "verdict": NOT_MEASURED, "threshold": config.reliance_threshold,
@@ -726,6 +737,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="FAIL when a joint's predicted std / ground-truth std is below this")
     parser.add_argument("--reliance-threshold", type=float, default=DEFAULT_RELIANCE_THRESHOLD,
                         help="FAIL when the image-swap reliance is below this")
+    parser.add_argument("--reliance-toward-threshold", type=float, default=DEFAULT_RELIANCE_TOWARD_THRESHOLD,
+                        help="FAIL when the share of the true change that the image swap makes is below this")
     parser.add_argument("--precision", default="auto",
                         help="precision mode of the policy node (auto = what an export recorded, else fp32; fp32, "
                              "bf16, int8, ...)")
@@ -758,8 +771,8 @@ def format_summary(report: dict) -> str:
     f0 = c.get("frame0") or {}
     lines.append(f"collapse check: {c['verdict']} (min diversity {c.get('min_ratio')}; at frame 0 "
                  f"{f0.get('min_ratio')} over {f0.get('samples')} episodes; threshold {c['threshold']})")
-    lines.append(f"image reliance: {r['verdict']} (reliance {r.get('reliance')}, cosine {r.get('cosine')}, "
-                 f"threshold {r['threshold']})")
+    lines.append(f"image reliance: {r['verdict']} (reliance {r.get('reliance')}, cosine {r.get('cosine')}, toward "
+                 f"{r.get('toward')}; thresholds {r['threshold']}, toward {r.get('toward_threshold')})")
     lines.append(f"{'index':>7}{'ep':>5}{'frame':>7}{'L2':>10}{'base L2':>10}  predicted | ground truth")
     for row in report["table"]:
         lines.append(f"{row['index']:>7}{row['episode']:>5}{row['frame']:>7}{row['l2']:>10.4f}"
@@ -774,7 +787,8 @@ def run(args: argparse.Namespace) -> int:
         allow_train_episodes=args.allow_train_episodes, out=args.out, max_samples=args.max_samples,
         reliance_samples=args.reliance_samples, table_indices=args.table_indices, horizon=args.horizon,
         noise_seed=args.noise_seed, collapse_threshold=args.collapse_threshold,
-        reliance_threshold=args.reliance_threshold, precision=args.precision, device=args.device,
+        reliance_threshold=args.reliance_threshold, reliance_toward_threshold=args.reliance_toward_threshold,
+        precision=args.precision, device=args.device,
         num_threads=args.num_threads, vlm_path=args.vlm_path, plots=not args.no_plots)
     try:
         report = evaluate(config)
@@ -789,7 +803,8 @@ def run(args: argparse.Namespace) -> int:
                "ratio_to_baseline": round(report["ratio_to_baseline"]["mean_mae"], 4),
                "min_diversity": report["collapse"].get("min_ratio"),
                "min_diversity_frame0": (report["collapse"].get("frame0") or {}).get("min_ratio"),
-               "image_reliance": report["image_reliance"].get("reliance")}
+               "image_reliance": report["image_reliance"].get("reliance"),
+               "image_reliance_toward": report["image_reliance"].get("toward")}
     print(json.dumps(_jsonable(summary)))
     return 1 if report["verdict"] == FAIL else 0
 

@@ -238,8 +238,13 @@ def eval_gate(report: dict, allow_collapse: bool = False) -> list[str]:
         return [f"WARNING (--allow-collapse): {message}"]
     warnings = []
     if reliance.get("verdict") == "FAIL":
-        warnings.append(f"WARNING: image reliance FAIL (reliance {reliance.get('reliance'):.3f} < "
-                        f"{reliance.get('threshold')}): the policy hardly looks at the camera")
+        if (reliance.get("reliance") or 0.0) < reliance.get("threshold", 0.0):
+            warnings.append(f"WARNING: image reliance FAIL (reliance {reliance.get('reliance') or 0.0:.3f} < "
+                            f"{reliance.get('threshold')}): the policy hardly looks at the camera")
+        else:
+            warnings.append(f"WARNING: image reliance FAIL (toward {reliance.get('toward') or 0.0:.3f} < "
+                            f"{reliance.get('toward_threshold')}): the image moves the policy, but not towards "
+                            "where the box is")
     return warnings
 
 
@@ -500,6 +505,7 @@ class Pipeline:
             "min_diversity": _round(ev.get("collapse", {}).get("min_ratio")),
             "min_diversity_frame0": _round((ev.get("collapse", {}).get("frame0") or {}).get("min_ratio")),
             "image_reliance": _round(ev.get("image_reliance", {}).get("reliance")),
+            "image_reliance_toward": _round(ev.get("image_reliance", {}).get("toward")),
             "ratio_to_mean_action": _round(ev.get("ratio_to_baseline", {}).get("mean_mae")),
             "stage_wall_s": {s: round(self.wall.get(s, 0.0), 1) for s in STAGES[:-1]},
             "stage_built_wall_s": {s: stamps[s].get("wall_s") for s in STAGES[:-1]},

@@ -166,6 +166,14 @@ def test_diversity_and_reliance_hand_worked():
     # dpred/2 = [0.5, 1] -> rms sqrt(1.25/2); dtruth/2 = [1, 2] -> rms sqrt(5/2); ratio 0.5
     assert out["moved_rms"] == pytest.approx(np.sqrt(0.625)) and out["truth_rms"] == pytest.approx(np.sqrt(2.5))
     assert out["reliance"] == pytest.approx(0.5) and out["cosine"] == pytest.approx(1.0) and out["verdict"] == "PASS"
+    # toward: sum(dpred . dtruth) / sum(dtruth^2) = 0.5 (the prediction makes half of the true change)
+    assert out["toward"] == pytest.approx(0.5)
+    # the same magnitude across the true change (dtruth/2 = [1, 2] -> dpred/2 = [1, -0.5]): moved, not towards it
+    across = pred_own + np.array([[[2.0], [-1.0]]])
+    out = ev.reliance(pred_own, across, truth_own, truth_other, np.ones((1, 2), bool), np.array([2.0]), 0.2)
+    # dpred . dtruth = 1*1 + (-0.5)*2 = 0 -> toward 0; reliance sqrt(1.25/2) / sqrt(5/2) = 0.5 still
+    assert out["reliance"] == pytest.approx(0.5) and out["toward"] == pytest.approx(0.0)
+    assert out["verdict"] == "FAIL"
 
 
 # ================================================================================================ reliance

@@ -130,6 +130,10 @@ def test_eval_gate_stops_on_a_collapsed_policy_with_the_figures():
     assert eval_gate(_eval_report("PASS", "FAIL")) == [
         "WARNING: image reliance FAIL (reliance 0.010 < 0.2): the policy hardly looks at the camera"]
     assert eval_gate(_eval_report("PASS", "PASS")) == []
+    aimless = _eval_report("PASS", "FAIL")
+    aimless["image_reliance"].update(reliance=0.3, toward=0.004, toward_threshold=0.05)
+    assert eval_gate(aimless) == ["WARNING: image reliance FAIL (toward 0.004 < 0.05): the image moves the policy, "
+                                  "but not towards where the box is"]
 
 
 def test_eval_gate_names_a_collapse_at_frame_0_as_the_state_shortcut():
