@@ -119,11 +119,11 @@ class ConvertOptions:
         if self.fps is not None and (self.fps <= 0 or int(self.fps) != self.fps):
             raise ConvertError(f"--fps must be a positive integer (LeRobot datasets have integer fps), got {self.fps}")
         if self.image_crop is not None:
-            crop = tuple(int(v) for v in self.image_crop)
-            if len(crop) != 4 or min(crop[:2]) < 0 or min(crop[2:]) <= 0:
-                raise ConvertError(f"--image-crop must be X Y WIDTH HEIGHT with X, Y >= 0 and a size > 0, got "
-                                   f"{list(self.image_crop)}")
-            self.image_crop = crop
+            self.image_crop = tuple(int(v) for v in self.image_crop)
+            try:  # the observation spec is the one judge of a valid crop
+                ObservationSpec(image_crop=self.image_crop)
+            except ValueError as exc:
+                raise ConvertError(f"--image-crop X Y WIDTH HEIGHT: {exc}") from None
         unknown = sorted(set(self.joint_map.values()) - set(JOINT_NAMES))
         if unknown:
             raise ConvertError(f"--joint-map targets {unknown} are not URDF joints {list(JOINT_NAMES)}")

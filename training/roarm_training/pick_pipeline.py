@@ -646,8 +646,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fps", type=int, default=d.fps, help=f"dataset frame rate (default {d.fps})")
     g.add_argument("--image-px", type=int, default=d.image_px, help=f"square image size (default {d.image_px})")
     g.add_argument("--image-crop", type=int, nargs=4, default=d.image_crop, metavar=("X", "Y", "W", "H"),
-                   help="crop sim_world's camera image to this window before the resize (e.g. 160 160 320 320: "
-                        "the table where boxes are placed, at twice the pixels per cm)")
+                   help="crop sim_world's camera image to this window before the resize (e.g. 160 140 340 340: "
+                        "the table where boxes are placed, at about twice the pixels per cm)")
     g = p.add_argument_group("fit")
     g.add_argument("--model", choices=sorted(VLM_SIZES), default=d.model,
                    help="size of the fresh SmolVLA's local VLM (small: 879k-parameter policy; tiny: tests)")

@@ -149,6 +149,8 @@ def read_dataset_spec(root: str | Path) -> DatasetSpec:
         from roarm_description.joints import JOINT_NAMES
 
         joint_names = list(JOINT_NAMES)
+    from vla_policy_node.observation import crop_from_meta
+
     image_key = meta.get("image_key") or (cameras[0] if cameras else "")
     if image_key and image_key not in cameras:
         raise TrainSetupError(f"meta/{DATASET_META_FILENAME} names image key {image_key!r}, the dataset's cameras "
@@ -160,7 +162,7 @@ def read_dataset_spec(root: str | Path) -> DatasetSpec:
                        image_key=image_key, image_size=[int(v) for v in image_size],
                        fps=float(meta.get("fps", info.get("fps", 30))), features=features, episodes=episodes,
                        source=str(meta_file if meta else info_file),
-                       image_crop=[int(v) for v in meta["image_crop"]] if meta.get("image_crop") else None)
+                       image_crop=[int(v) for v in crop_from_meta(meta) or ()] or None)
 
 
 def split_episodes(episodes: Sequence[int], eval_episodes: Sequence[int] | None, holdout_fraction: float,

@@ -415,7 +415,7 @@ def test_images_kept_from_the_first_read_or_read_again_give_the_same_frames(tmp_
 
 
 def test_image_crop_is_checked_written_to_the_metadata_and_refused_when_it_does_not_fit(tmp_path):
-    with pytest.raises(ConvertError, match="--image-crop must be X Y WIDTH HEIGHT"):
+    with pytest.raises(ConvertError, match="--image-crop X Y WIDTH HEIGHT: image_crop must be .* a size > 0"):
         ConvertOptions(out=tmp_path / "ds", image_crop=(0, 0, 0, 10))
     # unset, the crop is not part of the fingerprint: datasets converted before the option keep theirs
     assert "image_crop" not in ConvertOptions(out=tmp_path / "ds").content_fields()

@@ -202,7 +202,13 @@ def spec_from_meta(meta: Mapping[str, Any], **overrides: Any) -> ObservationSpec
         "joint_units": meta.get("joint_units", "radians"),
         "image_key": meta.get("image_key", DEFAULT_IMAGE_KEY),
         "image_size": tuple(meta["image_size"]) if meta.get("image_size") else None,
-        "image_crop": tuple(int(v) for v in meta["image_crop"]) if meta.get("image_crop") else None,
+        "image_crop": crop_from_meta(meta),
     }
     fields.update(overrides)
     return ObservationSpec(**fields)
+
+
+def crop_from_meta(meta: Mapping[str, Any]) -> tuple[int, int, int, int] | None:
+    """The (x, y, width, height) crop a dataset's or checkpoint's metadata records (``image_crop``); None when absent."""
+    crop = meta.get("image_crop")
+    return tuple(int(v) for v in crop) if crop else None

@@ -30,7 +30,7 @@ import numpy as np
 
 from roarm_description.joints import JOINT_NAMES, sdk_degrees_to_urdf, urdf_to_sdk_degrees
 
-from .observation import ObservationSpec, actions_to_urdf, build_observation, joint_vector
+from .observation import ObservationSpec, actions_to_urdf, build_observation, crop_from_meta, joint_vector
 from .precision import PrecisionReport
 from .precision_plan import apply_load_precision, check_load_mode
 
@@ -291,9 +291,8 @@ class PolicyRuntime:
         if isinstance(size, (int, float)) and size:
             size = (int(size), int(size))
         size = tuple(int(v) for v in size) if size and all(int(v) > 0 for v in size) else None
-        crop = tuple(int(v) for v in meta["image_crop"]) if meta.get("image_crop") else None
         self._spec = ObservationSpec(state_joint_names=names, joint_units=self.info.joint_units, image_key=key,
-                                     image_size=size, image_crop=crop)
+                                     image_size=size, image_crop=crop_from_meta(meta))
         return self._spec
 
     def predict(
