@@ -84,6 +84,9 @@ class PipelineConfig:
     # True: every demonstration (and trial) starts from the home pose (sim_world.random_start_pose false): the
     # seed's state shortcut reproduced on purpose, to show that the offline checks FAIL on such a policy
     fixed_start_pose: bool = False
+    # > 0: DART demonstrations: the expert executes a smoothly perturbed setpoint (this std, rad) and each frame is
+    # labelled with its clean one, so the dataset shows how to get back to the box from beside it
+    perturbation: float = 0.0
     # convert
     fps: int = 10
     image_px: int = 96
@@ -147,6 +150,8 @@ def check_config(cfg: PipelineConfig) -> None:
         raise PipelineError("--n-action-steps must be between 1 and --chunk-size")
     if cfg.time_limit <= 0 or cfg.steps < 1 or cfg.image_px < 16:
         raise PipelineError("--time-limit and --steps must be > 0, --image-px >= 16")
+    if not 0.0 <= cfg.perturbation <= 0.5:
+        raise PipelineError("--perturbation must be within [0, 0.5] rad")
 
 
 def _config_digests(names: tuple[str, ...]) -> dict[str, str]:
@@ -168,6 +173,8 @@ def stage_inputs(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
                   "configs": _config_digests(RECORD_CONFIGS)}
         if cfg.fixed_start_pose:  # only when set: the default run's digests (and stamps) stay as they were
             inputs["fixed_start_pose"] = True
+        if cfg.perturbation:
+            inputs["perturbation"] = cfg.perturbation
         return inputs
     if stage == "convert":
         inputs = {"fps": cfg.fps, "image_px": cfg.image_px}
@@ -347,10 +354,13 @@ class Pipeline:
         bags.mkdir(parents=True)
         start = ("the HOME start pose in every episode (--fixed-start-pose: the state shortcut on purpose), random "
                  "box place per seed" if self.cfg.fixed_start_pose else "random start pose and box place per seed")
+        if self.cfg.perturbation:
+            start += f"; DART: executed setpoints perturbed by {self.cfg.perturbation} rad std, labels clean"
         self.log(f"[record] {self.cfg.episodes} scripted episodes, seeds {self.cfg.train_seeds[0]}.."
                  f"{self.cfg.train_seeds[-1]} ({start})")
         kept = record_expert_episodes(bags, self.cfg.train_seeds, task=self.cfg.task, storage=self.cfg.storage,
-                                      log=lambda m: self.log(f"[record] {m}"), overrides=self.record_overrides())
+                                      log=lambda m: self.log(f"[record] {m}"), overrides=self.record_overrides(),
+                                      perturbation=self.cfg.perturbation)
         if len(kept) < 2:
             raise PipelineError(f"record: only {len(kept)} successful demonstration(s) were kept in {bags}")
         self.log(f"[record] kept {len(kept)} of {self.cfg.episodes} episodes")
@@ -642,6 +652,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="every demonstration starts from the home pose (sim_world.random_start_pose false), trials "
                         "too: reproduces the state shortcut on purpose, to check that eval's collapse and "
                         "image-reliance checks FAIL on such a policy (use another --out)")
+    g.add_argument("--perturbation", type=float, default=d.perturbation, metavar="RAD",
+                   help="DART demonstrations: the expert executes setpoints offset by a smooth random walk of this "
+                        "std and every frame is labelled with its clean setpoint (e.g. 0.05; default 0 = none)")
     g = p.add_argument_group("convert")
     g.add_argument("--fps", type=int, default=d.fps, help=f"dataset frame rate (default {d.fps})")
     g.add_argument("--image-px", type=int, default=d.image_px, help=f"square image size (default {d.image_px})")

@@ -28,8 +28,14 @@ DEFAULT_TASK = "Pick up the white box"
 GOAL_MARGIN_S = 10.0  # record_episode max_duration = sim_world's time_limit + this (the outcome normally ends it)
 
 
-def record_graph(out_dir: Path, storage: str = "mcap", overrides: Mapping[str, Any] | None = None):
-    """The record graph (sim, scripted expert) writing into ``out_dir``; only successes are kept."""
+def record_graph(out_dir: Path, storage: str = "mcap", overrides: Mapping[str, Any] | None = None,
+                 perturbation: float = 0.0):
+    """The record graph (sim, scripted expert) writing into ``out_dir``; only successes are kept.
+
+    perturbation > 0: DART demonstrations (roarm_sim.perturbation): the expert executes setpoints offset by a
+    smooth random walk of this std (rad), the recorder also records the expert's clean setpoints
+    (scripted_expert.intended_topic) and labels the episode with them (action_source command:<intended_topic>).
+    """
     from roarm_vla_bringup.graph import load_graph
 
     values: dict[str, Any] = {"output_dir": str(out_dir), "storage": storage,
@@ -37,15 +43,27 @@ def record_graph(out_dir: Path, storage: str = "mcap", overrides: Mapping[str, A
                               # each demonstration starts from the seed's reset, not from sim_world's own start
                               "sim_world.auto_start": False}
     values.update(overrides or {})
+    graph = load_graph("record", sim=True, controller="expert", overrides=values)
+    if perturbation <= 0:
+        return graph
+    recorder = graph.node("episode_recorder").parameters()
+    intended = str(graph.node("scripted_expert").parameters()["intended_topic"])
+    topics, types = list(recorder["topics"]), list(recorder["topic_types"])
+    if intended not in topics:
+        topics.append(intended)
+        types.append("trajectory_msgs/msg/JointTrajectory")
+    values.update({"scripted_expert.perturbation_std": float(perturbation), "episode_recorder.topics": topics,
+                   "episode_recorder.topic_types": types, "episode_recorder.command_topic": intended})
     return load_graph("record", sim=True, controller="expert", overrides=values)
 
 
 def record_expert_episodes(out_dir, seeds: Iterable[int], task: str = DEFAULT_TASK, storage: str = "mcap",
                            log: Callable[[str], None] = print, *,
-                           overrides: Mapping[str, Any] | None = None) -> list[Path]:
+                           overrides: Mapping[str, Any] | None = None, perturbation: float = 0.0) -> list[Path]:
     """Record one scripted-expert episode per seed; returns the bag directories kept (SUCCESS), in seed order.
 
     overrides: extra graph overrides (``"<node>.<param>": value``, e.g. a smaller camera image in tests).
+    perturbation: DART noise std, rad (record_graph).
     """
     from roarm_common.action_client import ActionClient  # rclpy 7 can lose an answer (see the module)
 
@@ -56,7 +74,7 @@ def record_expert_episodes(out_dir, seeds: Iterable[int], task: str = DEFAULT_TA
     out = Path(out_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in seeds]
-    graph = record_graph(out, storage, overrides)
+    graph = record_graph(out, storage, overrides, perturbation)
     time_limit = float(graph.node("sim_world").parameters().get("time_limit", 30.0))
     kept: list[Path] = []
     with GraphRunner(graph, log=lambda m: log(f"[runner] {m}"), echo=lambda _line: None) as runner:
@@ -111,15 +129,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="first seed; episode i uses seed + i")
     parser.add_argument("--task", default=DEFAULT_TASK, help="task text stored in every bag")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    parser.add_argument("--perturbation", type=float, default=0.0, metavar="RAD",
+                        help="DART: the expert executes setpoints offset by a smooth random walk of this std and "
+                             "is labelled with its clean ones (e.g. 0.05; default 0 = none)")
     parser.add_argument("--set", action="append", default=[], metavar="NODE.PARAM:=VALUE",
                         help="graph override, e.g. sim_world.time_limit:=40.0 (repeatable)")
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.seed < 0:
         parser.error("--episodes must be >= 1 and --seed >= 0")
+    if not 0.0 <= args.perturbation <= 0.5:
+        parser.error("--perturbation must be within [0, 0.5] rad")
     from roarm_vla_bringup.runner import parse_sets
 
     paths = record_expert_episodes(args.out, range(args.seed, args.seed + args.episodes), args.task, args.storage,
-                                   overrides=parse_sets(args.set))
+                                   overrides=parse_sets(args.set), perturbation=args.perturbation)
     for path in paths:
         print(path)
     return 0 if paths else 1

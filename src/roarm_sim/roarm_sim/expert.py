@@ -90,6 +90,15 @@ class ScriptedExpert:
             return FAILED
         return self.phases[self.index].name if self.phases else FAILED
 
+    def phase_progress(self, t: float) -> float:
+        """How far the current phase is through its planned duration at time t: 0..1 (1 once its time is up)."""
+        if not self.phases or self.failure:
+            return 1.0
+        phase = self.phases[self.index]
+        if phase.duration <= 0:
+            return 1.0
+        return min(max((t - phase.start_time) / phase.duration, 0.0), 1.0)
+
     def start(self, box: BoxPose, q_start, t: float) -> None:
         """Plan the pick of ``box`` from joints ``q_start`` (URDF) at time ``t`` (s). Raises PlanningError."""
         self.failure = ""

@@ -15,6 +15,7 @@ from roarm_description.servo_model import ServoBank
 
 from .expert import PlanningError, ScriptedExpert, ExpertConfig
 from .outcome import RUNNING, STATUS_NAMES
+from .perturbation import ExecutionPerturbation, PerturbationConfig, perturbed_setpoint
 from .scene import BoxPose
 from .world import SimWorld
 
@@ -28,19 +29,22 @@ class RolloutResult:
     min_clearance: float  # 0 when every arm point stayed above the table top, -1 when one went into it
     rejected_steps: int  # setpoints the real driver would refuse (a joint step over driver_max_step)
     frames: list  # rendered frames when asked for
+    max_offset: float = 0.0  # rad, largest executed-minus-intended setpoint difference (a DART perturbation)
 
 
 def run_episode(seed: int, world: SimWorld | None = None, expert_config: ExpertConfig = ExpertConfig(),
                 command_rate: float = 20.0, physics_rate: float = 100.0, render_every: int = 0,
                 assumed_box_size: float | None = 0.03, late_tick_probability: float = 0.0,
-                driver_max_step: float = 0.2, lost_command_probability: float = 0.0) -> RolloutResult:
+                driver_max_step: float = 0.2, lost_command_probability: float = 0.0,
+                perturbation: PerturbationConfig = PerturbationConfig()) -> RolloutResult:
     """One episode from ``seed``: the arm starts at the episode's start pose (as after a reset), the expert plans
     from the measured joints, setpoints go to the servos at ``command_rate``, the world steps at ``physics_rate``.
     assumed_box_size: the box edge the expert plans with (the node only knows the box's pose, not its size, so it
     assumes its ``box_size`` parameter); None = the true size. late_tick_probability: chance that a command tick
     is skipped (a busy executor), to check that the expert's steps stay within the driver's max_step anyway.
     lost_command_probability: chance that a setpoint the expert sent never reaches the driver (DDS history
-    overflow on a starved executor, a serial write timeout): the driver's step reference stays behind."""
+    overflow on a starved executor, a serial write timeout): the driver's step reference stays behind.
+    perturbation: DART noise on what the expert executes (perturbation.py; std 0 = none), seeded by ``seed``."""
     from .scene import arm_clear_of_table  # local: keeps the module's import light
 
     world = world or SimWorld()
@@ -48,6 +52,8 @@ def run_episode(seed: int, world: SimWorld | None = None, expert_config: ExpertC
     servos = ServoBank(initial=joints.urdf_to_firmware(episode.start_pose))
     world.start_clock(0.0)
     expert = ScriptedExpert(expert_config)
+    perturber = ExecutionPerturbation(perturbation, seed)
+    max_offset = 0.0
     q = joints.firmware_to_urdf(servos.quantized_position())
     frames = []
     try:
@@ -67,7 +73,8 @@ def run_episode(seed: int, world: SimWorld | None = None, expert_config: ExpertC
     state = world.step(q, t)
     while state.status == RUNNING:
         if k % per_command == 0 and rng.random() >= late_tick_probability:
-            setpoint = expert.setpoint(t, q)
+            intended, setpoint = perturbed_setpoint(expert, perturber, t, q)
+            max_offset = max(max_offset, float(np.max(np.abs(setpoint - intended))))
             if rng.random() < lost_command_probability:
                 pass  # lost on the way: neither the driver's reference nor the servos see it
             elif np.max(np.abs(setpoint - reference)) > driver_max_step:
@@ -85,7 +92,7 @@ def run_episode(seed: int, world: SimWorld | None = None, expert_config: ExpertC
         if render_every and k % render_every == 0:
             frames.append(world.render(q))
     return RolloutResult(seed, state.status, state.elapsed, f"{STATUS_NAMES[state.status]}: {state.detail}",
-                         float(min_clear if np.isfinite(min_clear) else 0.0), rejected, frames)
+                         float(min_clear if np.isfinite(min_clear) else 0.0), rejected, frames, max_offset)
 
 
 def main(argv=None) -> int:
@@ -101,9 +108,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="first seed; episode i uses seed + i")
     parser.add_argument("--late-tick-probability", type=float, default=0.3,
                         help="chance that a command tick is skipped (a busy executor)")
+    parser.add_argument("--perturbation", type=float, default=0.0, metavar="RAD",
+                        help="DART: std of the smooth offset added to what the expert executes (perturbation.py)")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    results = [run_episode(args.seed + i, late_tick_probability=args.late_tick_probability)
+    results = [run_episode(args.seed + i, late_tick_probability=args.late_tick_probability,
+                           perturbation=PerturbationConfig(std=args.perturbation))
                for i in range(args.episodes)]
     successes = sum(r.status == 1 for r in results)
     low, high = wilson_interval(successes, len(results))

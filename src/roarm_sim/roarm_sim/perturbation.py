@@ -1,0 +1,90 @@
+"""DART demonstrations: the scripted expert EXECUTES a smoothly perturbed setpoint but is LABELLED with its clean one.
+
+ROS-free. A policy trained only on clean demonstrations never sees the hand beside the box, so once its own small
+errors put it there it has no example of how to get back (it parks the hand 2 cm beside the box: README, Learned
+pick). DART (Laskey et al. 2017, "DART: Noise Injection for Robust Imitation Learning") injects noise into what the
+demonstrator executes while recording what it intended: the recorded states then include those off-path poses,
+and the recorded actions (the expert's clean plan) lead back from them to the box.
+
+The offset is a smooth random walk per arm joint (never the gripper): every ``hold_time`` seconds a new target is
+drawn from N(0, std) (clipped at 2 std) and the offset moves towards it at no more than ``max_rate`` rad/s, so the
+executed stream's steps stay within the driver's step limit. It is scaled by a phase envelope: 1 while the arm
+approaches the box, falling linearly to 0 over the descent (the grasp pose itself is exact, so the demonstration
+still succeeds: a failed one is discarded), 0 from the close on.
+
+    perturbation = ExecutionPerturbation(PerturbationConfig(std=0.05), seed=episode_seed)
+    intended, executed = perturbed_setpoint(expert, perturbation, t, q_measured)   # each command tick
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from roarm_description import joints
+
+from .expert import APPROACH, DESCEND, ScriptedExpert
+
+PERTURBED_JOINTS = tuple(range(joints.GRIPPER_INDEX))  # the arm joints; the gripper is never perturbed
+
+
+@dataclass(frozen=True)
+class PerturbationConfig:
+    std: float = 0.0  # rad, standard deviation of each arm joint's offset target; 0 = no perturbation
+    max_rate: float = 0.2  # rad/s, fastest change of the offset (before the envelope)
+    hold_time: float = 0.8  # s between two offset targets
+
+    def __post_init__(self):
+        if self.std < 0 or self.max_rate <= 0 or self.hold_time <= 0:
+            raise ValueError(f"perturbation std must be >= 0, max_rate and hold_time > 0: {self}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.std > 0
+
+
+def envelope(phase: str, progress: float) -> float:
+    """How much of the offset is applied in ``phase`` at ``progress`` (0..1 of its planned duration)."""
+    if phase == APPROACH:
+        return 1.0
+    if phase == DESCEND:
+        return 1.0 - min(max(progress, 0.0), 1.0)
+    return 0.0
+
+
+class ExecutionPerturbation:
+    """The offset added to the expert's setpoint at time t; ``current`` is the last one handed out."""
+
+    def __init__(self, config: PerturbationConfig, seed: int = 0):
+        self.config = config
+        self._rng = np.random.default_rng(seed)
+        self._walk = np.zeros(joints.NUM_JOINTS)  # the random walk before the envelope
+        self._target = np.zeros(joints.NUM_JOINTS)
+        self._next_draw: float | None = None
+        self._last_t: float | None = None
+        self.current = np.zeros(joints.NUM_JOINTS)
+
+    def offset(self, t: float, phase: str, progress: float) -> np.ndarray:
+        c = self.config
+        if not c.enabled:
+            return self.current.copy()
+        if self._next_draw is None or t >= self._next_draw:
+            draw = np.clip(self._rng.normal(0.0, c.std, len(PERTURBED_JOINTS)), -2 * c.std, 2 * c.std)
+            self._target[list(PERTURBED_JOINTS)] = draw
+            self._next_draw = t + c.hold_time
+        dt = 0.0 if self._last_t is None else max(t - self._last_t, 0.0)
+        self._last_t = t
+        self._walk += np.clip(self._target - self._walk, -c.max_rate * dt, c.max_rate * dt)
+        self.current = envelope(phase, progress) * self._walk
+        return self.current.copy()
+
+
+def perturbed_setpoint(expert: ScriptedExpert, perturbation: ExecutionPerturbation, t: float, q_measured,
+                       q_time: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(intended, executed) setpoints for time t. The expert is shown the measured joints minus the offset it is
+    executing, so its phase ends and its resync judge the arm against its own clean plan."""
+    q_clean = np.asarray(q_measured, dtype=float) - perturbation.current
+    intended = expert.setpoint(t, q_clean, q_time)
+    offset = perturbation.offset(t, expert.phase, expert.phase_progress(t))
+    return intended, intended + offset
