@@ -10,7 +10,11 @@ input. This evaluation therefore:
 - compares every figure with the MEAN-ACTION BASELINE (the mean of the training episodes' actions, one constant
   chunk for every input): a policy no better than it has learned nothing usable;
 - COLLAPSE detector: per joint, std of the predicted first action across samples over the ground truth's std.
-  A constant policy (and the baseline) scores 0; FAIL below ``collapse_threshold`` on any joint that moves;
+  A constant policy (and the baseline) scores 0; FAIL below ``collapse_threshold`` on any joint that moves.
+  The same at FRAME 0 of the held-out episodes, where only the image says where the box is, plus the frame-0
+  SKILL: the share of the first chunks' variance across episodes the predictions explain (1 - SSE / SST). A
+  policy that answers one chunk for every first frame, or first chunks the image moves at random (the state
+  shortcut of one start pose), scores <= 0; FAIL below ``frame0_skill_threshold``;
 - IMAGE RELIANCE: the same state and the same start noise with another held-out episode's image (same frame
   index). Reliance = RMS change of the predicted chunk / RMS difference of the two episodes' ground-truth chunks,
   both in units of the training action std per joint; cosine = direction agreement; toward = the share of the
@@ -48,6 +52,10 @@ SPLIT_FILENAMES = ("episode_split.json", "split.json")  # written by `roarm-vla-
 DEFAULT_COLLAPSE_THRESHOLD = 0.3
 DEFAULT_RELIANCE_THRESHOLD = 0.2
 DEFAULT_RELIANCE_TOWARD_THRESHOLD = 0.05
+# Frame-0 skill (1 - SSE / SST across the held-out episodes' first chunks, mean over joints): 0 = no better than one
+# chunk for every first frame. Measured (README, Learned pick): random-start policies 0.50-0.63, the fixed-start
+# policy -1.4 (its image-moved first chunks are worse than one answer), the mean action <= 0.
+DEFAULT_FRAME0_SKILL_THRESHOLD = 0.2
 PASS, FAIL, NOT_MEASURED = "PASS", "FAIL", "NOT_MEASURED"
 
 
@@ -321,30 +329,49 @@ def diversity(pred_first: np.ndarray, truth_first: np.ndarray, threshold: float,
             "pred_std": pred_std.tolist(), "truth_std": truth_std.tolist()}
 
 
+def frame0_skill(pred: np.ndarray, truth: np.ndarray, min_truth_std: float = 1e-6) -> list[float | None]:
+    """Per joint 1 - sum((pred - truth)^2) / sum((truth - mean(truth))^2) across samples ([S, D] each): 1 = exact,
+    0 = no better than the truths' own mean for every sample (the best single answer), < 0 = worse than it.
+    None for joints whose truth does not move."""
+    sse = ((pred - truth) ** 2).sum(axis=0)
+    sst = ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
+    return [float(1.0 - e / t) if np.sqrt(t / len(truth)) > min_truth_std else None for e, t in zip(sse, sst)]
+
+
 def frame0_diversity(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, first: np.ndarray,
-                     threshold: float) -> dict:
-    """The collapse detector at frame 0, where only the image says where to go: per joint std / std across the
-    episodes' frame-0 chunks, taken at the last step every one of them still has (where the chunk is heading).
+                     threshold: float, skill_threshold: float = DEFAULT_FRAME0_SKILL_THRESHOLD) -> dict:
+    """The collapse detector at frame 0, where only the image says where to go, across the episodes' frame-0
+    chunks at the last step every one of them still has (where the chunk is heading): per joint std / std, and the
+    skill (:func:`frame0_skill`, mean over the joints that move).
 
     A policy that reads its answer from the state (trained from one start pose) predicts one chunk for every
-    episode's first frame: diverse along the trajectory, collapsed here. pred, truth: [S, T, D]; mask: [S, T];
-    first: [S] bool (frame-0 samples).
+    episode's first frame, or chunks the image moves but not towards the box: diverse along the trajectory,
+    collapsed here. FAIL when a joint's std ratio is below ``threshold`` or the mean skill below
+    ``skill_threshold``. pred, truth: [S, T, D]; mask: [S, T]; first: [S] bool (frame-0 samples).
     """
     if int(first.sum()) < 2:
         return {"ratio": [None] * pred.shape[-1], "min_ratio": None, "threshold": threshold,
+                "skill": [None] * pred.shape[-1], "mean_skill": None, "skill_threshold": skill_threshold,
                 "verdict": NOT_MEASURED, "samples": int(first.sum()), "step": None}
     valid = np.flatnonzero(mask[first].all(axis=0))
     step = int(valid[-1]) if valid.size else 0
     out = diversity(pred[first, step], truth[first, step], threshold)
-    return {**out, "samples": int(first.sum()), "step": step}
+    skill = frame0_skill(pred[first, step], truth[first, step])
+    judged = [k for k in skill if k is not None]
+    mean_skill = float(np.mean(judged)) if judged else None
+    verdict = out["verdict"]
+    if verdict == PASS and mean_skill is not None and mean_skill < skill_threshold:
+        verdict = FAIL
+    return {**out, "verdict": verdict, "skill": skill, "mean_skill": mean_skill, "skill_threshold": skill_threshold,
+            "samples": int(first.sum()), "step": step}
 
 
 def collapse_check(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, first: np.ndarray,
-                   threshold: float) -> dict:
+                   threshold: float, frame0_skill_threshold: float = DEFAULT_FRAME0_SKILL_THRESHOLD) -> dict:
     """Both collapse views: across all samples (first action of each chunk) and at frame 0 (:func:`frame0_diversity`).
     FAIL when either FAILs; ``min_ratio`` and ``ratio`` are the all-samples figures, ``frame0`` holds the other."""
     overall = diversity(pred[:, 0], truth[:, 0], threshold)
-    at_frame0 = frame0_diversity(pred, truth, mask, first, threshold)
+    at_frame0 = frame0_diversity(pred, truth, mask, first, threshold, frame0_skill_threshold)
     verdicts = (overall["verdict"], at_frame0["verdict"])
     verdict = FAIL if FAIL in verdicts else overall["verdict"]
     return {**overall, "verdict": verdict, "all_samples_verdict": overall["verdict"], "frame0": at_frame0}
@@ -492,6 +519,7 @@ class EvalConfig:
     horizon: int = 0  # 0 = the policy's chunk size
     noise_seed: int = 0
     collapse_threshold: float = DEFAULT_COLLAPSE_THRESHOLD
+    frame0_skill_threshold: float = DEFAULT_FRAME0_SKILL_THRESHOLD
     reliance_threshold: float = DEFAULT_RELIANCE_THRESHOLD
     reliance_toward_threshold: float = DEFAULT_RELIANCE_TOWARD_THRESHOLD
     precision: str = "auto"  # as the node's 'auto': an export's recorded mode, else fp32
@@ -543,8 +571,9 @@ def evaluate(config: EvalConfig, predictor: Callable | None = None, view: Datase
         b0 = error_metrics(baseline[first], truth[first], mask[first], units)
         frame0 = {"samples": int(first.sum()), "mean_mae": p0["mean_mae"], "baseline_mean_mae": b0["mean_mae"],
                   "ratio_to_baseline": p0["mean_mae"] / max(b0["mean_mae"], 1e-12)}
-    collapse = collapse_check(pred, truth, mask, first, config.collapse_threshold)
-    baseline_collapse = collapse_check(baseline, truth, mask, first, config.collapse_threshold)
+    collapse = collapse_check(pred, truth, mask, first, config.collapse_threshold, config.frame0_skill_threshold)
+    baseline_collapse = collapse_check(baseline, truth, mask, first, config.collapse_threshold,
+                                       config.frame0_skill_threshold)
 
     pairs = swap_partners(view.episode, view.frame, positions, split.eval_episodes)
     if len(pairs) > config.reliance_samples:
@@ -735,6 +764,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--noise-seed", type=int, default=0, help="the one flow-matching start noise of every call")
     parser.add_argument("--collapse-threshold", type=float, default=DEFAULT_COLLAPSE_THRESHOLD,
                         help="FAIL when a joint's predicted std / ground-truth std is below this")
+    parser.add_argument("--frame0-skill-threshold", type=float, default=DEFAULT_FRAME0_SKILL_THRESHOLD,
+                        help="collapse FAIL when, at frame 0, the predictions explain less than this share of the "
+                             "first chunks' variance across held-out episodes (0 = no better than one answer)")
     parser.add_argument("--reliance-threshold", type=float, default=DEFAULT_RELIANCE_THRESHOLD,
                         help="FAIL when the image-swap reliance is below this")
     parser.add_argument("--reliance-toward-threshold", type=float, default=DEFAULT_RELIANCE_TOWARD_THRESHOLD,
@@ -770,7 +802,8 @@ def format_summary(report: dict) -> str:
     c, r = report["collapse"], report["image_reliance"]
     f0 = c.get("frame0") or {}
     lines.append(f"collapse check: {c['verdict']} (min diversity {c.get('min_ratio')}; at frame 0 "
-                 f"{f0.get('min_ratio')} over {f0.get('samples')} episodes; threshold {c['threshold']})")
+                 f"{f0.get('min_ratio')}, skill {f0.get('mean_skill')} over {f0.get('samples')} episodes; thresholds "
+                 f"{c['threshold']}, skill {f0.get('skill_threshold')})")
     lines.append(f"image reliance: {r['verdict']} (reliance {r.get('reliance')}, cosine {r.get('cosine')}, toward "
                  f"{r.get('toward')}; thresholds {r['threshold']}, toward {r.get('toward_threshold')})")
     lines.append(f"{'index':>7}{'ep':>5}{'frame':>7}{'L2':>10}{'base L2':>10}  predicted | ground truth")
@@ -787,6 +820,7 @@ def run(args: argparse.Namespace) -> int:
         allow_train_episodes=args.allow_train_episodes, out=args.out, max_samples=args.max_samples,
         reliance_samples=args.reliance_samples, table_indices=args.table_indices, horizon=args.horizon,
         noise_seed=args.noise_seed, collapse_threshold=args.collapse_threshold,
+        frame0_skill_threshold=args.frame0_skill_threshold,
         reliance_threshold=args.reliance_threshold, reliance_toward_threshold=args.reliance_toward_threshold,
         precision=args.precision, device=args.device,
         num_threads=args.num_threads, vlm_path=args.vlm_path, plots=not args.no_plots)
@@ -803,6 +837,7 @@ def run(args: argparse.Namespace) -> int:
                "ratio_to_baseline": round(report["ratio_to_baseline"]["mean_mae"], 4),
                "min_diversity": report["collapse"].get("min_ratio"),
                "min_diversity_frame0": (report["collapse"].get("frame0") or {}).get("min_ratio"),
+               "frame0_skill": (report["collapse"].get("frame0") or {}).get("mean_skill"),
                "image_reliance": report["image_reliance"].get("reliance"),
                "image_reliance_toward": report["image_reliance"].get("toward")}
     print(json.dumps(_jsonable(summary)))

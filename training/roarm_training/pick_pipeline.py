@@ -234,10 +234,15 @@ def eval_gate(report: dict, allow_collapse: bool = False) -> list[str]:
                     f"{collapse.get('min_ratio', float('nan')):.3f} < threshold {collapse.get('threshold')}; "
                     f"{len(ratios)} joints judged). It would answer one pose whatever it sees")
         else:
-            what = (f"at frame 0, where only the image tells where the box is, it predicts nearly one chunk for "
-                    f"every held-out episode (lowest per-joint std ratio {frame0.get('min_ratio', float('nan')):.3f}"
-                    f" < threshold {collapse.get('threshold')} over {frame0.get('samples')} episodes). It reads its "
-                    "answer from the state (demonstrations from one start pose?)")
+            skill, ratio = frame0.get("mean_skill"), frame0.get("min_ratio", float("nan"))
+            if skill is not None and skill < frame0.get("skill_threshold", 0.0):
+                judged = (f"its first chunks explain {skill:.2f} of their variance across held-out episodes < "
+                          f"{frame0.get('skill_threshold')}: no better than one chunk for every first frame")
+            else:
+                judged = (f"it predicts nearly one chunk for every held-out episode (lowest per-joint std ratio "
+                          f"{ratio:.3f} < threshold {collapse.get('threshold')})")
+            what = (f"at frame 0, where only the image tells where the box is, {judged} ({frame0.get('samples')} "
+                    "episodes). It reads its answer from the state (demonstrations from one start pose?)")
         message = (f"the policy COLLAPSED: {what}; trials would only measure that. Train longer or on more varied "
                    "demonstrations (shared/learning_notes.md), or pass --allow-collapse to run the trials anyway")
         if not allow_collapse:
@@ -514,6 +519,7 @@ class Pipeline:
             "collapse": ev.get("collapse", {}).get("verdict"),
             "min_diversity": _round(ev.get("collapse", {}).get("min_ratio")),
             "min_diversity_frame0": _round((ev.get("collapse", {}).get("frame0") or {}).get("min_ratio")),
+            "frame0_skill": _round((ev.get("collapse", {}).get("frame0") or {}).get("mean_skill")),
             "image_reliance": _round(ev.get("image_reliance", {}).get("reliance")),
             "image_reliance_toward": _round(ev.get("image_reliance", {}).get("toward")),
             "ratio_to_mean_action": _round(ev.get("ratio_to_baseline", {}).get("mean_mae")),

@@ -84,7 +84,10 @@ def plot_checks(path: Path, report: dict) -> Path:
     left.axhline(1.0, color="grey", ls=":", lw=1)
     left.set_xticks(x, names, rotation=25, fontsize=7)
     left.set_ylabel("std(pred) / std(truth)")
-    left.set_title(f"prediction diversity: {collapse['verdict']}", fontsize=10)
+    skill = (collapse.get("frame0") or {}).get("mean_skill")
+    left.set_title(f"prediction diversity: {collapse['verdict']}"
+                   + (f" (frame-0 skill {skill:.2f}, FAIL below {collapse['frame0'].get('skill_threshold')})"
+                      if skill is not None else ""), fontsize=10)
     left.legend(fontsize=7)
     rel = report["image_reliance"]
     value = rel.get("reliance")

@@ -220,6 +220,17 @@ def test_frame0_collapse_hand_worked():
     out = ev.frame0_diversity(blind, truth, mask, first, threshold=0.3)
     assert out["step"] == 1 and out["samples"] == 2  # the last step both frame-0 chunks have
     assert out["ratio"] == [0.0] and out["verdict"] == "FAIL"  # truth at step 1: 1 vs 3 (std 1); blind: 1 vs 1
+    # skill = 1 - SSE / SST: truth 1, 3 (mean 2, SST 2); blind 1, 1 (SSE 0 + 4) -> 1 - 4 / 2 = -1
+    assert out["skill"] == [pytest.approx(-1.0)] and out["mean_skill"] == pytest.approx(-1.0)
+    # first chunks as diverse as the truth, but each episode gets the other's (the image moves it, not towards
+    # the box): the std ratio passes, the skill fails it (SSE 4 + 4 -> 1 - 8 / 2 = -3)
+    crossed = truth.copy()
+    crossed[0, 1], crossed[1, 1] = 3.0, 1.0
+    out = ev.frame0_diversity(crossed, truth, mask, first, threshold=0.3, skill_threshold=0.2)
+    assert out["ratio"] == [pytest.approx(1.0)] and out["skill"] == [pytest.approx(-3.0)]
+    assert out["verdict"] == "FAIL"
+    exact = ev.frame0_diversity(truth, truth, mask, first, threshold=0.3, skill_threshold=0.2)
+    assert exact["mean_skill"] == pytest.approx(1.0) and exact["verdict"] == "PASS"
     check = ev.collapse_check(blind, truth, mask, first, threshold=0.3)
     # across all samples the first actions are [0, 0, 5] both ways: diverse; the frame-0 view fails the check
     assert check["all_samples_verdict"] == "PASS" and check["min_ratio"] == pytest.approx(1.0)
@@ -239,9 +250,11 @@ def test_a_state_only_policy_from_one_start_pose_fails_the_collapse_check_at_fra
     blind = ev.evaluate(config, predictor=Oracle(view, reads_image=False), view=view)
     assert blind["collapse"]["all_samples_verdict"] == "PASS"
     assert blind["collapse"]["frame0"]["min_ratio"] == pytest.approx(0.0, abs=1e-6)
+    assert blind["collapse"]["frame0"]["mean_skill"] <= 0.0  # one chunk: at best the truths' mean
     assert blind["collapse"]["verdict"] == "FAIL" and blind["image_reliance"]["verdict"] == "FAIL"
     seeing = ev.evaluate(config, predictor=Oracle(view, reads_image=True), view=view)
     assert seeing["collapse"]["frame0"]["min_ratio"] == pytest.approx(1.0)
+    assert seeing["collapse"]["frame0"]["mean_skill"] == pytest.approx(1.0)
     assert seeing["collapse"]["verdict"] == "PASS" and seeing["verdict"] == "PASS"
 
 

@@ -138,8 +138,13 @@ def test_eval_gate_stops_on_a_collapsed_policy_with_the_figures():
 
 def test_eval_gate_names_a_collapse_at_frame_0_as_the_state_shortcut():
     report = _eval_report("FAIL", "FAIL", min_ratio=0.95)
-    report["collapse"].update(all_samples_verdict="PASS", frame0={"min_ratio": 0.04, "samples": 5, "verdict": "FAIL"})
-    with pytest.raises(PolicyCollapsed, match=r"at frame 0.*0\.040 < threshold 0\.3 over 5 episodes.*state"):
+    report["collapse"].update(all_samples_verdict="PASS", frame0={"min_ratio": 0.04, "samples": 5, "verdict": "FAIL",
+                                                                  "mean_skill": 0.5, "skill_threshold": 0.2})
+    with pytest.raises(PolicyCollapsed, match=r"at frame 0.*0\.040 < threshold 0\.3\) \(5 episodes\).*state"):
+        eval_gate(report)
+    # diverse first chunks that do not follow the boxes: the skill names it
+    report["collapse"]["frame0"].update(min_ratio=1.1, mean_skill=-1.36)
+    with pytest.raises(PolicyCollapsed, match=r"at frame 0.*explain -1\.36 .* < 0\.2: no better than one chunk"):
         eval_gate(report)
 
 
