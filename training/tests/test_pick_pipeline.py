@@ -104,6 +104,15 @@ def test_fixed_start_pose_records_and_tries_from_home_and_rebuilds_everything(tm
     assert "sim_world.random_start_pose" not in parse_sets(Pipeline(default).trial_overrides())
 
 
+def test_perturbation_rebuilds_from_the_recording_and_is_range_checked(tmp_path):
+    default, dart = PipelineConfig(out=tmp_path), PipelineConfig(out=tmp_path, perturbation=0.05)
+    assert "perturbation" not in stage_inputs(default, "record")
+    assert stage_inputs(dart, "record")["perturbation"] == 0.05
+    assert [s for s in STAGES if digests(default)[s] != digests(dart)[s]] == list(STAGES)
+    with pytest.raises(PipelineError, match="--perturbation"):
+        check_config(PipelineConfig(out=tmp_path, perturbation=0.9))
+
+
 def test_seeds_training_and_trials_are_disjoint_or_refused(tmp_path):
     cfg = PipelineConfig(out=tmp_path, episodes=4, seed=0, trials=3, baseline_trials=2, expert_trials=1,
                          eval_seed=100)
