@@ -9,7 +9,9 @@ stages it reads, so a stage is skipped when its output is there and built from t
 
 1. record   scripted demonstrations in the simulated world to rosbag2 by the recorder node (the `record` graph under
             GraphRunner: roarm_recorder.expert_demos.record_expert_episodes), one seed per episode: random start
-            pose and box place per seed (a fixed start pose teaches the state shortcut: shared/learning_notes.md)
+            pose and box place per seed (a fixed start pose teaches the state shortcut: shared/learning_notes.md);
+            --perturbation RAD records DART demonstrations (roarm_sim.perturbation: the expert executes perturbed
+            setpoints, each frame is labelled with its clean one)
 2. convert  `roarm-vla-data convert` -> LeRobotDataset v3.0 (images resized to --image-px, --fps grid)
 3. fit      `roarm-vla-train fit`: a small SmolVLA on a local VLM folder (offline; VLM unfrozen, loss fixes), or
             --policy-path (lerobot/smolvla_base or a local checkpoint) to fine-tune
