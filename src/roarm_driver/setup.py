@@ -18,9 +18,9 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "arm_driver = roarm_driver.arm_driver_node:main",
+            "arm_driver = roarm_driver.entry_points:arm_driver",
             "roarm-firmware-sim = roarm_driver.firmware_sim:main",
-            "camera_publisher = roarm_driver.camera_publisher_node:main",
+            "camera_publisher = roarm_driver.entry_points:camera_publisher",
         ],
     },
 )

@@ -18,11 +18,11 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "episode_recorder = roarm_recorder.episode_recorder_node:main",
-            "teleop_relay = roarm_recorder.teleop_relay_node:main",
+            "episode_recorder = roarm_recorder.entry_points:episode_recorder",
+            "teleop_relay = roarm_recorder.entry_points:teleop_relay",
             "roarm-vla-record = roarm_recorder.record_client:main",
             "roarm-sim-leader = roarm_recorder.sim_leader:main",
-            "sim_leader = roarm_recorder.sim_leader:main",
+            "sim_leader = roarm_recorder.entry_points:sim_leader",
             "roarm-vla-record-expert = roarm_recorder.expert_demos:main",
         ],
     },

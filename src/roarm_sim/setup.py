@@ -18,8 +18,8 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "sim_world = roarm_sim.sim_world_node:main",
-            "scripted_expert = roarm_sim.scripted_expert_node:main",
+            "sim_world = roarm_sim.entry_points:sim_world",
+            "scripted_expert = roarm_sim.entry_points:scripted_expert",
         ],
     },
 )

@@ -23,7 +23,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "action_visualizer = roarm_vla_bringup.action_visualizer_node:main",
+            "action_visualizer = roarm_vla_bringup.entry_points:action_visualizer",
             "roarm-vla = roarm_vla_bringup.runner:main",
             "roarm-vla-demo = roarm_vla_bringup.demo:main",
         ],

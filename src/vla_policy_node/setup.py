@@ -18,7 +18,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "vla_policy = vla_policy_node.vla_policy_node:main",
+            "vla_policy = vla_policy_node.entry_points:vla_policy",
         ],
     },
 )

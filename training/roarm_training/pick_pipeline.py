@@ -265,9 +265,11 @@ def eval_gate(report: dict, allow_collapse: bool = False) -> list[str]:
 # ================================================================================================ stages
 class Pipeline:
     def __init__(self, cfg: PipelineConfig, log: Callable[[str], None] | None = None,
-                 child_argv: list[str] | None = None, announce: bool = True):
+                 child_argv: list[str] | None = None, announce: bool = True, as_child: bool = False):
         """child_argv: the pipeline's own command-line options; when given, every stage but the report runs in a
-        fresh `python -m roarm_training.pick_pipeline <options> --stage NAME` process (see _run_child)."""
+        fresh `python -m roarm_training.pick_pipeline <options> --stage NAME` process (see _run_child).
+        as_child: this process is such a stage process (its parent prepared the stage)."""
+        self.as_child = as_child
         self.cfg = cfg
         self.log = log or (lambda m: print(m, flush=True))
         self.child_argv = child_argv
@@ -309,6 +311,9 @@ class Pipeline:
                 continue
             if self.announce:
                 self.log(f"{prefix}: running ({reason})")
+            if stage == "record" and not self.as_child:
+                # more episodes: the recorded ones are kept (_reusable_bags); --force record records them all anew
+                _keep_previous_stamp(self.cfg, keep=stage not in force)
             pick_stamps.remove_stamp(stamp_path(self.cfg, stage))
             started = time.monotonic()
             if self.child_argv is not None and stage != "report":
@@ -357,20 +362,46 @@ class Pipeline:
             raise PipelineError(f"record: roarm_recorder.expert_demos is not available ({exc}); it records the "
                                 "demonstrations (issue 10)") from exc
         bags = self.cfg.path("bags")
-        _clear(bags, self.cfg.out)
-        bags.mkdir(parents=True)
+        reused, tried = self._reusable_bags()
+        if reused or tried:
+            for path, _complete in _episode_dirs(bags):
+                if path not in reused.values():
+                    _clear(path, self.cfg.out)  # a partial or foreign episode: not part of the kept recording
+            self.log(f"[record] keeping the {len(reused)} demonstrations of the earlier recording (seeds "
+                     f"{min(tried)}..{max(tried)}: same options, fewer episodes)")
+        else:
+            _clear(bags, self.cfg.out)
+            bags.mkdir(parents=True)
+        seeds = [s for s in self.cfg.train_seeds if s not in tried]
         start = ("the HOME start pose in every episode (--fixed-start-pose: the state shortcut on purpose), random "
                  "box place per seed" if self.cfg.fixed_start_pose else "random start pose and box place per seed")
         if self.cfg.perturbation:
             start += f"; DART: executed setpoints perturbed by {self.cfg.perturbation} rad std, labels clean"
-        self.log(f"[record] {self.cfg.episodes} scripted episodes, seeds {self.cfg.train_seeds[0]}.."
-                 f"{self.cfg.train_seeds[-1]} ({start})")
-        kept = record_expert_episodes(bags, self.cfg.train_seeds, task=self.cfg.task, storage=self.cfg.storage,
-                                      log=lambda m: self.log(f"[record] {m}"), overrides=self.record_overrides(),
-                                      perturbation=self.cfg.perturbation)
+        self.log(f"[record] {len(seeds)} scripted episodes, seeds {seeds[0]}..{seeds[-1]} ({start})")
+        kept = list(reused.values()) + record_expert_episodes(
+            bags, seeds, task=self.cfg.task, storage=self.cfg.storage, log=lambda m: self.log(f"[record] {m}"),
+            overrides=self.record_overrides(), perturbation=self.cfg.perturbation)
         if len(kept) < 2:
             raise PipelineError(f"record: only {len(kept)} successful demonstration(s) were kept in {bags}")
         self.log(f"[record] kept {len(kept)} of {self.cfg.episodes} episodes")
+        _previous_stamp_path(self.cfg).unlink(missing_ok=True)
+
+    def _reusable_bags(self) -> tuple[dict[int, Path], set[int]]:
+        """({seed: bag} to keep, seeds already tried) when the earlier record stage had the same inputs but fewer
+        seeds, all of them among today's (``--episodes`` raised): only the new seeds are recorded. A seed tried and
+        discarded then (the expert failed) is not tried again. Else nothing is reused."""
+        previous = pick_stamps.read_stamp(_previous_stamp_path(self.cfg)) or {}
+        old = dict(previous.get("inputs") or {})
+        now = json.loads(pick_stamps.canonical_json(stage_inputs(self.cfg, "record")))
+        old_seeds, new_seeds = old.pop("seeds", None), now.pop("seeds")
+        if not old_seeds or old != now or not set(old_seeds) < set(new_seeds):
+            return {}, set()
+        reused = {}
+        for path, complete in _episode_dirs(self.cfg.path("bags")):
+            seed = _bag_seed(path) if complete else None
+            if seed in old_seeds:
+                reused[seed] = path
+        return reused, set(old_seeds)
 
     def record_overrides(self) -> dict[str, Any]:
         """sim_world's start-pose draw for the demonstrations (the YAML's random_start_pose unless fixed)."""
@@ -556,6 +587,37 @@ def build_vlm(folder: Path, model: str, image_px: int) -> Path:
     return small_smolvla.build_vlm_folder(folder, text, vision, scale)
 
 
+def _previous_stamp_path(cfg: PipelineConfig) -> Path:
+    return cfg.path("stamps", "record.previous.json")
+
+
+def _keep_previous_stamp(cfg: PipelineConfig, keep: bool) -> None:
+    """Copy the record stamp aside before the stage runs (its process reads it: _reusable_bags); keep False or no
+    stamp: remove an older copy."""
+    stamp = pick_stamps.read_stamp(stamp_path(cfg, "record")) if keep else None
+    if stamp is None:
+        _previous_stamp_path(cfg).unlink(missing_ok=True)
+    else:
+        _previous_stamp_path(cfg).write_text(json.dumps(stamp, indent=2) + "\n")
+
+
+def _episode_dirs(folder: Path) -> list[tuple[Path, bool]]:
+    from roarm_recorder.episode_bag import list_episodes
+
+    return list_episodes(folder)
+
+
+def _bag_seed(bag: Path) -> int | None:
+    """The sim seed the recorder stored in the bag's metadata (roarm_vla.seed), None when absent."""
+    import yaml
+
+    try:
+        info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        return int(info["custom_data"]["roarm_vla.seed"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
 def _all_upstream(stage: str) -> list[str]:
     out: list[str] = []
     for u in UPSTREAM[stage]:
@@ -722,7 +784,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_config(cfg)
         pipeline = Pipeline(cfg, child_argv=None if args.as_child else _child_options(argv),
-                            announce=not args.as_child)
+                            announce=not args.as_child, as_child=args.as_child)
         report = pipeline.run(only=args.stage, force=tuple(args.force))
     except PolicyCollapsed as exc:
         if args.as_child:

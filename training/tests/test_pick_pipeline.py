@@ -267,6 +267,14 @@ def test_tiny_pipeline_end_to_end_then_a_second_run_goes_straight_to_the_trials(
     assert report["policy_trials"] == 2 and report["checkpoint"] == str(checkpoint)
     assert report["expert_trials"] == 0 and report["eval_seeds"] == [100, 101]
 
+    # One more demonstration: the record stage keeps the earlier bags untouched and records only the new seed
+    before = {p: (p / "metadata.yaml").read_bytes() for p in (out / "bags").iterdir() if p.is_dir()}
+    _, log = run_pipeline(out, "--episodes", "4", "--stage", "record")
+    assert f"keeping the {len(before)} demonstrations of the earlier recording (seeds 0..2" in log
+    assert "[record] 1 scripted episodes, seeds 3..3" in log
+    after = {p: (p / "metadata.yaml").read_bytes() for p in (out / "bags").iterdir() if p.is_dir()}
+    assert {p: after[p] for p in before} == before and len(after) <= len(before) + 1
+
 
 def test_a_success_rate_over_no_trials_is_reported_as_unknown():
     from roarm_training.pick_pipeline import _ci_or_none, _rate_or_none

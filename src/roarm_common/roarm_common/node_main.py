@@ -20,7 +20,8 @@ wakes the executor; the spin loop ends, the executor drains its running callback
 (the driver leaves the arm holding), the node is destroyed, and only then the context. Before spinning (rclpy init,
 the node's constructor, an autostart configure that loads a model) a signal raises KeyboardInterrupt as usual,
 and an exception raised once a stop was requested is a stop, not an error. A second signal during teardown is
-ignored: teardown is short and its order matters.
+ignored: teardown is short and its order matters. A signal while the node module is still importing (before
+``main``) is caught by the console script's entry point, roarm_common.entry.
 """
 
 from __future__ import annotations
