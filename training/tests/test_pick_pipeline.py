@@ -105,10 +105,11 @@ def test_fixed_start_pose_records_and_tries_from_home_and_rebuilds_everything(tm
 
 
 def test_perturbation_rebuilds_from_the_recording_and_is_range_checked(tmp_path):
-    default, dart = PipelineConfig(out=tmp_path), PipelineConfig(out=tmp_path, perturbation=0.05)
-    assert "perturbation" not in stage_inputs(default, "record")
+    clean, dart = PipelineConfig(out=tmp_path, perturbation=0.0), PipelineConfig(out=tmp_path)
+    assert dart.perturbation == 0.05  # DART by default
+    assert "perturbation" not in stage_inputs(clean, "record")  # clean runs' stamps from before the option stay valid
     assert stage_inputs(dart, "record")["perturbation"] == 0.05
-    assert [s for s in STAGES if digests(default)[s] != digests(dart)[s]] == list(STAGES)
+    assert [s for s in STAGES if digests(clean)[s] != digests(dart)[s]] == list(STAGES)
     with pytest.raises(PipelineError, match="--perturbation"):
         check_config(PipelineConfig(out=tmp_path, perturbation=0.9))
 
