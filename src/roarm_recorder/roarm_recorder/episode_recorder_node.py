@@ -490,30 +490,40 @@ class EpisodeRecorderNode(LifecycleNode):
                              self.create_client(GetParameters, f"/{name}/get_parameters", callback_group=group))
         return clients
 
-    def _collect_parameters(self, timeout: float = 2.0) -> dict[str, Any]:
-        """{node: {parameter: value}} of the graph's nodes that answer, plus this recorder's own."""
+    def _collect_parameters(self, timeout: float = 5.0) -> dict[str, Any]:
+        """{node: {parameter: value}} of the graph's nodes, plus this recorder's own.
+
+        The nodes of ``parameter_nodes`` that run (in the ROS graph, or whose services answer) are asked at once and
+        waited for up to ``timeout`` in all; the episode is already recording meanwhile. A running node that does not
+        answer in time is named in a WARN (its values are missing from the bag's metadata); one that does not run
+        is skipped."""
         from rcl_interfaces.srv import GetParameters, ListParameters
         from rclpy.parameter import parameter_value_to_python
 
         values: dict[str, Any] = {self.get_name(): {p.name: self._p(p.name) for p in PARAMETERS}}
         end = time.monotonic() + timeout
+        running = set(self.get_node_names())
+        asked = {name: clients for name, clients in self._param_clients.items()
+                 if name in running or all(c.service_is_ready() for c in clients)}
 
-        def wait(future) -> Any:
-            while not future.done() and time.monotonic() < end:
+        def answers(futures: dict[str, Any]) -> dict[str, Any]:
+            while not all(f.done() for f in futures.values()) and time.monotonic() < end:
                 time.sleep(0.005)
-            return future.result() if future.done() else None
+            return {name: f.result() for name, f in futures.items() if f.done() and f.result() is not None}
 
-        for name, (list_client, get_client) in self._param_clients.items():
-            if not (list_client.service_is_ready() and get_client.service_is_ready()):
-                continue
-            listed = wait(list_client.call_async(ListParameters.Request()))
-            if listed is None:
-                continue
-            names = [n for n in listed.result.names if n != "use_sim_time"]
-            got = wait(get_client.call_async(GetParameters.Request(names=names)))
-            if got is None:
-                continue
-            values[name] = {n: parameter_value_to_python(v) for n, v in zip(names, got.values)}
+        while not all(c.service_is_ready() for cs in asked.values() for c in cs) and time.monotonic() < end:
+            time.sleep(0.01)
+        ready = {name: cs for name, cs in asked.items() if all(c.service_is_ready() for c in cs)}
+        listed = answers({name: cs[0].call_async(ListParameters.Request()) for name, cs in ready.items()})
+        names = {name: [n for n in reply.result.names if n != "use_sim_time"] for name, reply in listed.items()}
+        got = answers({name: ready[name][1].call_async(GetParameters.Request(names=names[name]))
+                       for name in listed})
+        for name, reply in got.items():
+            values[name] = {n: parameter_value_to_python(v) for n, v in zip(names[name], reply.values)}
+        silent = sorted(set(asked) - set(values))
+        if silent:
+            self.get_logger().warn(f"no parameter values from {silent} within {timeout:.0f} s: the bag's "
+                                   "roarm_vla.parameters lacks them")
         return json.loads(json.dumps(values, default=str))
 
     def _publish_diagnostics(self) -> None:
