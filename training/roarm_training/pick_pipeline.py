@@ -153,8 +153,10 @@ def check_config(cfg: PipelineConfig) -> None:
         raise PipelineError("--n-action-steps must be between 1 and --chunk-size")
     if cfg.time_limit <= 0 or cfg.steps < 1 or cfg.image_px < 16:
         raise PipelineError("--time-limit and --steps must be > 0, --image-px >= 16")
-    if not 0.0 <= cfg.perturbation <= 0.5:
-        raise PipelineError("--perturbation must be within [0, 0.5] rad")
+    from roarm_sim.perturbation import MAX_STD
+
+    if not 0.0 <= cfg.perturbation <= MAX_STD:
+        raise PipelineError(f"--perturbation must be within [0, {MAX_STD}] rad")
 
 
 def _config_digests(names: tuple[str, ...]) -> dict[str, str]:
@@ -610,12 +612,11 @@ def _episode_dirs(folder: Path) -> list[tuple[Path, bool]]:
 
 def _bag_seed(bag: Path) -> int | None:
     """The sim seed the recorder stored in the bag's metadata (roarm_vla.seed), None when absent."""
-    import yaml
+    from roarm_recorder.episode_bag import read_custom_data
 
     try:
-        info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-        return int(info["custom_data"]["roarm_vla.seed"])
-    except (OSError, KeyError, TypeError, ValueError):
+        return int(read_custom_data(bag)["seed"])
+    except (KeyError, ValueError):
         return None
 
 

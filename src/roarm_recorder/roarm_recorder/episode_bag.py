@@ -131,6 +131,19 @@ def is_complete(bag_dir: Path) -> bool:
     return (bag_dir / "metadata.yaml").is_file() and not (bag_dir / MARKER).exists()
 
 
+def read_custom_data(bag_dir: Path) -> dict[str, str]:
+    """The ``roarm_vla.*`` custom data of a finished episode's metadata.yaml, keys without the prefix ({} when the
+    file is missing or unreadable): what EpisodeMetadata.custom_data wrote."""
+    import yaml
+
+    try:
+        info = yaml.safe_load((Path(bag_dir) / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        custom = info.get("custom_data") or {}
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return {}
+    return {k[len(PREFIX):]: v for k, v in custom.items() if k.startswith(PREFIX)}
+
+
 def list_episodes(folder: Path) -> list[tuple[Path, bool]]:
     """(directory, complete) for every episode directory in ``folder``, in index order."""
     found = []

@@ -137,9 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.seed < 0:
         parser.error("--episodes must be >= 1 and --seed >= 0")
-    if not 0.0 <= args.perturbation <= 0.5:
-        parser.error("--perturbation must be within [0, 0.5] rad")
+    from roarm_sim.perturbation import MAX_STD
     from roarm_vla_bringup.runner import parse_sets
+
+    if not 0.0 <= args.perturbation <= MAX_STD:
+        parser.error(f"--perturbation must be within [0, {MAX_STD}] rad")
 
     paths = record_expert_episodes(args.out, range(args.seed, args.seed + args.episodes), args.task, args.storage,
                                    overrides=parse_sets(args.set), perturbation=args.perturbation)

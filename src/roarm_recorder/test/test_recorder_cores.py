@@ -25,6 +25,7 @@ from roarm_recorder.episode_bag import (
     action_source_for,
     is_complete,
     list_episodes,
+    read_custom_data,
     next_episode_index,
 )
 from roarm_recorder.recorder_core import OutcomeTracker, TopicActivity, end_reason
@@ -99,6 +100,9 @@ def test_episode_bag_round_trip_raw_bytes_and_contract_metadata(tmp_path, storag
     assert custom["roarm_vla.fps"] == "30" and custom["roarm_vla.seed"] == "7"
     assert custom["roarm_vla.episode_index"] == "4" and custom["roarm_vla.outcome"] == "success"
     assert json.loads(custom["roarm_vla.parameters"]) == {"arm_driver": {"max_step": 0.2}}
+    # the reader gives the same values back, without the prefix; a folder without metadata gives nothing
+    assert read_custom_data(path) == {k[len("roarm_vla."):]: v for k, v in custom.items()}
+    assert read_custom_data(path)["seed"] == "7" and read_custom_data(tmp_path / "missing") == {}
 
 
 RMW_HISTORY = {"system_default", "keep_last", "keep_all", "unknown"}

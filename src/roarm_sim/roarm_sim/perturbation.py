@@ -27,6 +27,7 @@ from roarm_description import joints
 from .expert import APPROACH, DESCEND, ScriptedExpert
 
 PERTURBED_JOINTS = tuple(range(joints.GRIPPER_INDEX))  # the arm joints; the gripper is never perturbed
+MAX_STD = 0.5  # rad: beyond this the offsets (2 std) leave the arm's useful range around the expert's path
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,8 @@ class PerturbationConfig:
     hold_time: float = 0.8  # s between two offset targets
 
     def __post_init__(self):
-        if self.std < 0 or self.max_rate <= 0 or self.hold_time <= 0:
-            raise ValueError(f"perturbation std must be >= 0, max_rate and hold_time > 0: {self}")
+        if not 0 <= self.std <= MAX_STD or self.max_rate <= 0 or self.hold_time <= 0:
+            raise ValueError(f"perturbation std must be within [0, {MAX_STD}], max_rate and hold_time > 0: {self}")
 
     @property
     def enabled(self) -> bool:

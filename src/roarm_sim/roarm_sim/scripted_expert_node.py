@@ -25,13 +25,12 @@ from roarm_description import joints
 from roarm_interfaces.msg import EpisodeOutcome
 
 from .expert import ExpertConfig, PlanningError, ScriptedExpert
-from .perturbation import ExecutionPerturbation, PerturbationConfig, perturbed_setpoint
+from .perturbation import MAX_STD, ExecutionPerturbation, PerturbationConfig, perturbed_setpoint
 from .scene import BoxPose
-from .sim_world_node import skip_if_running
+from .sim_world_node import POSITIVE, skip_if_running
 from roarm_common.node_main import run_node
 from roarm_common.parameters import Param, declare_parameters
 
-POSITIVE = (1e-3, 1e6)
 PARAMETERS = (
     Param("command_rate", 20.0, "joint_trajectory setpoints per second, Hz", range=(0.1, 1000.0)),
     Param("max_joint_speed", 1.0, "fastest arm joint during a move, rad/s", range=POSITIVE),
@@ -57,7 +56,7 @@ PARAMETERS = (
     Param("enabled", True, "false: never stream (the policy drives)"),
     Param("perturbation_std", 0.0, "DART: std of the smooth offset added to each arm joint's EXECUTED setpoint "
           "(joint_trajectory) while intended_topic carries the clean one, rad; 0 = none (perturbation.py)",
-          range=(0.0, 0.5)),
+          range=(0.0, MAX_STD)),
     Param("perturbation_max_rate", 0.2, "DART: fastest change of that offset, rad/s", range=(1e-3, 10.0)),
     Param("perturbation_hold_time", 0.8, "DART: seconds between two random offset targets, s", range=(0.01, 60.0)),
     Param("intended_topic", "expert/intended_trajectory", "the expert's clean setpoints (the demonstration's "

@@ -41,7 +41,7 @@ def test_offset_walks_towards_the_drawn_target_at_max_rate():
 def test_zero_std_is_no_perturbation_and_bad_configs_are_refused():
     p = ExecutionPerturbation(PerturbationConfig(std=0.0), seed=1)
     assert all(np.all(p.offset(t, APPROACH, 0.0) == 0.0) for t in np.arange(0.0, 3.0, 0.1))
-    for bad in (dict(std=-0.1), dict(max_rate=0.0), dict(hold_time=0.0)):
+    for bad in (dict(std=-0.1), dict(std=0.6), dict(max_rate=0.0), dict(hold_time=0.0)):
         with pytest.raises(ValueError):
             PerturbationConfig(**bad)
 
