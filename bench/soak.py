@@ -67,6 +67,7 @@ for package in ("roarm_common", "roarm_description", "roarm_driver", "roarm_sim"
 sys.path.insert(0, str(ROOT / "training"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from roarm_common.service_call import call_service  # noqa: E402
 from soak_metrics import RssTracker, WriteGapCounter, messages_lost, rss_kb, unexpected_starts  # noqa: E402
 
 DRIVER_COUNTERS = ("plan_exhausted_ticks", "setpoints_sent", "setpoints_lost", "watchdog_trips", "bad_feedback",
@@ -192,16 +193,10 @@ class Soak:
     # -- services ------------------------------------------------------------------------------------------
     def call(self, client, request, timeout: float = 10.0):
         """A service call from this thread (the runner's executor spins the helper); None when no answer."""
-        if not client.wait_for_service(timeout_sec=timeout):
+        try:
+            return call_service(client, request, timeout)
+        except TimeoutError:
             return None
-        future = client.call_async(request)
-        end = time.monotonic() + timeout
-        while not future.done() and time.monotonic() < end:
-            time.sleep(0.02)
-        if not future.done():
-            client.remove_pending_request(future)
-            return None
-        return future.result()
 
     def set_enabled(self, value: bool) -> bool:
         from std_srvs.srv import SetBool

@@ -16,6 +16,7 @@ import time
 
 from rclpy.node import Node
 
+from roarm_common.service_call import call_service
 from roarm_interfaces.msg import EpisodeOutcome
 from roarm_interfaces.srv import ResetEpisode
 
@@ -36,17 +37,12 @@ class EpisodeClient:
 
     def reset(self, seed: int, timeout: float = 30.0) -> ResetEpisode.Response:
         """Start an episode from ``seed`` (< 0: sim_world's next seed); returns the reply once the arm is there."""
-        if not self.reset_client.wait_for_service(timeout_sec=min(timeout, 10.0)):
-            raise RuntimeError(f"{self.reset_client.srv_name} is not available (is sim_world running?)")
         request = ResetEpisode.Request()
         request.seed = int(seed)
-        future = self.reset_client.call_async(request)
-        end = time.monotonic() + timeout
-        while not future.done():
-            if time.monotonic() > end:
-                raise RuntimeError(f"{self.reset_client.srv_name} did not answer within {timeout:.0f} s")
-            time.sleep(0.02)
-        response = future.result()
+        try:  # not resent: a reset starts an episode
+            response = call_service(self.reset_client, request, timeout)
+        except TimeoutError as exc:
+            raise RuntimeError(f"{exc} (is sim_world running?)") from exc
         if not response.success:
             raise RuntimeError(f"reset failed: {response.message}")
         return response

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from roarm_common.child_process import die_with_parent
+from roarm_common.service_call import call_service
 from roarm_vla_bringup.graph import (GRAPH_NAMES, RECORD_CONTROLLERS, SIM_PORT_TARGETS, Graph,
                                     NodeInstance, config_path, launch_args, load_graph)
 
@@ -533,22 +534,7 @@ class GraphRunner:
         or answer sent before DDS matched both ends of a fresh client is lost, not queued)."""
         client = self._node.create_client(srv_type, name)
         try:
-            deadline = time.monotonic() + timeout
-            while not client.wait_for_service(timeout_sec=0.2):
-                self.check()
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"service {name} did not appear within {timeout:.0f} s")
-            while True:
-                future = client.call_async(request)
-                resend = time.monotonic() + attempt_s
-                while not future.done() and time.monotonic() < resend:
-                    self.check()
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"service {name} did not answer within {timeout:.0f} s")
-                    time.sleep(0.02)
-                if future.done():
-                    return future.result()
-                client.remove_pending_request(future)
+            return call_service(client, request, timeout, resend_after=attempt_s, poll=self.check)
         finally:
             self._node.destroy_client(client)
 

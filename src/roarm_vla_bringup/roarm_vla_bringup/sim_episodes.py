@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Any, Callable, Protocol, Sequence
 
+from roarm_common.service_call import call_service
+
 
 class Capture(Protocol):
     """Something recording over the first episode (a FrameRecorder, the chunk-path recorder)."""
@@ -102,12 +104,7 @@ def wait_for_outcome(runner, episodes, episode_index: int, timeout: float):
 
 
 def set_enabled(client, value: bool, timeout: float = 5.0) -> None:
-    """vla/enable := value; waits (up to ``timeout``) for the answer."""
+    """vla/enable := value; TimeoutError when the policy node did not answer within ``timeout``."""
     from std_srvs.srv import SetBool
 
-    if not client.wait_for_service(timeout_sec=timeout):
-        raise RuntimeError("vla/enable not available")
-    future = client.call_async(SetBool.Request(data=value))
-    end = time.monotonic() + timeout
-    while not future.done() and time.monotonic() < end:
-        time.sleep(0.02)
+    call_service(client, SetBool.Request(data=value), timeout, resend_after=1.0)  # idempotent: resent if lost
