@@ -5,6 +5,10 @@ document it):
 - One rosbag2 directory per episode, written with the ``rosbags`` library (version 9 metadata, typestore
   ROS2_JAZZY): MCAP by default (``<dir>/<dir-name>.mcap``), sqlite3 as an option. Messages are the raw CDR bytes
   the subscriptions received, written as they are; timestamp = receive time (ns, the recorder's ROS clock).
+- Compression ``zstd`` (see COMPRESSIONS): MCAP compresses its chunks (what ``ros2 bag record -s mcap`` does by
+  default; metadata.yaml's compression fields stay empty, as rosbag2 writes them), sqlite3 each message
+  (rosbag2's ``--compression-mode message --compression-format zstd``); either way a crash loses no more than
+  without it. ``none`` writes the bytes as they are.
 - Episode metadata in metadata.yaml's ``custom_data`` (all strings), keys ``roarm_vla.*``: see CUSTOM_KEYS.
 - Crash safety: while an episode is written its directory holds the marker file RECORDING_INCOMPLETE, created
   before the first byte of the bag and removed only after the writer closed and metadata.yaml exists. A directory
@@ -29,6 +33,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 MARKER = "RECORDING_INCOMPLETE"
 STORAGES = ("mcap", "sqlite3")
+COMPRESSIONS = ("none", "zstd")
 TELEOP_MODES = ("leader_follower", "hand_guiding", "scripted_expert", "policy")
 OUTCOMES = ("success", "timeout", "unknown")
 ROBOT_TYPE = "roarm_m3"
@@ -236,12 +241,14 @@ class EpisodeBag:
 
     FLUSH_PERIOD_S = 1.0  # push buffered MCAP chunks to the OS at least this often (a crash keeps more on disk)
 
-    def __init__(self, folder: Path, name: str, storage: str = "mcap"):
+    def __init__(self, folder: Path, name: str, storage: str = "mcap", compression: str = "none"):
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {list(STORAGES)}, got {storage!r}")
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {list(COMPRESSIONS)}, got {compression!r}")
         self.folder = Path(folder)
         self.path = self.folder / name
-        self.storage = storage
+        self.storage, self.compression = storage, compression
         self.counts: dict[str, int] = {}
         self.first_ns: int | None = None
         self.last_ns: int | None = None
@@ -252,6 +259,7 @@ class EpisodeBag:
 
     def open(self, topics: Sequence[TopicRecord], typestore=None) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
+        from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
         from rosbags.rosbag2.errors import WriterError
 
         check_output_folder(self.folder)
@@ -265,6 +273,9 @@ class EpisodeBag:
                 "episode being recorded (or the recorder died while recording it): not a finished episode\n")
             plugin = StoragePlugin.MCAP if self.storage == "mcap" else StoragePlugin.SQLITE3
             self._writer = _WriterInExistingDir(self.path, version=9, storage_plugin=plugin)
+            if self.compression == "zstd":
+                mode = CompressionMode.STORAGE if self.storage == "mcap" else CompressionMode.MESSAGE
+                self._writer.set_compression(mode, CompressionFormat.ZSTD)
             self._writer.open()
             for topic in topics:
                 qos = [qos_from_dict(q) for q in topic.offered_qos]

@@ -37,11 +37,13 @@ from sensor_msgs.msg import JointState
 
 from roarm_common.node_main import run_node
 from roarm_common.parameters import Param, declare_parameters
+from roarm_common.service_call import call_service
 from roarm_description import joints
 from roarm_interfaces.action import RecordEpisode
 from roarm_interfaces.msg import EpisodeOutcome
 from roarm_interfaces.srv import StopEpisode
 from roarm_recorder.episode_bag import (
+    COMPRESSIONS,
     STORAGES,
     TELEOP_MODES,
     EpisodeBag,
@@ -59,6 +61,8 @@ from roarm_recorder.recorder_core import OutcomeTracker, TopicActivity, end_reas
 PARAMETERS: tuple[Param, ...] = (
     Param("output_dir", "outputs/episodes", "folder receiving one rosbag2 directory per episode; must exist"),
     Param("storage", "mcap", "rosbag2 storage of each bag: mcap or sqlite3", choices=STORAGES),
+    Param("compression", "zstd", "zstd (MCAP: its chunks, as ros2 bag record -s mcap does by default; sqlite3: each "
+          "message) or none", choices=COMPRESSIONS),
     Param("topics", ["camera/image_raw", "joint_states", "joint_trajectory"], "topics recorded"),
     Param("topic_types", ["sensor_msgs/msg/Image", "sensor_msgs/msg/JointState",
                           "trajectory_msgs/msg/JointTrajectory"], "message type of each topic, in `topics` order"),
@@ -211,7 +215,8 @@ class EpisodeRecorderNode(LifecycleNode):
             check_output_folder(self._output_dir())
         except RecordingError as exc:
             self._set_error(str(exc))
-        self.get_logger().info(f"configured: {len(topics)} topics -> {self._output_dir()} ({self._p('storage')}), "
+        self.get_logger().info(f"configured: {len(topics)} topics -> {self._output_dir()} ({self._p('storage')}, "
+                               f"compression {self._p('compression')}), "
                                f"teleop_mode {self._p('teleop_mode')}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -320,7 +325,8 @@ class EpisodeRecorderNode(LifecycleNode):
         folder = self._output_dir()
         check_output_folder(folder)
         index = next_episode_index(folder)
-        bag = EpisodeBag(folder, episode_dir_name(index, time.time()), str(self._p("storage")))
+        bag = EpisodeBag(folder, episode_dir_name(index, time.time()), str(self._p("storage")),
+                         str(self._p("compression")))
         records = [TopicRecord(self._names[t], self._types[t], self._offered_qos(t)) for t in self._topics]
         bag.open(records)
         episode = _Episode(bag, index, task, max_duration, self._topics, time.monotonic())
@@ -467,17 +473,13 @@ class EpisodeRecorderNode(LifecycleNode):
             return
         from std_srvs.srv import SetBool
 
-        if not client.wait_for_service(timeout_sec=2.0):
-            self.get_logger().warning(f"{client.srv_name} not available: torque left as it is")
+        try:
+            reply = call_service(client, SetBool.Request(data=on), timeout=3.0, resend_after=1.0)
+        except TimeoutError as exc:
+            self.get_logger().warning(f"set torque {'on' if on else 'off'} failed: {exc}; torque left as it is")
             return
-        future = client.call_async(SetBool.Request(data=on))
-        end = time.monotonic() + 3.0
-        while not future.done() and time.monotonic() < end:
-            time.sleep(0.01)
-        reply = future.result() if future.done() else None
-        if reply is None or not reply.success:
-            self.get_logger().warning(f"set torque {'on' if on else 'off'} failed: "
-                                      f"{reply.message if reply else 'no answer'}")
+        if not reply.success:
+            self.get_logger().warning(f"set torque {'on' if on else 'off'} failed: {reply.message}")
 
     def _make_parameter_clients(self, group) -> dict[str, tuple[Any, Any]]:
         from rcl_interfaces.srv import GetParameters, ListParameters
@@ -531,6 +533,7 @@ class EpisodeRecorderNode(LifecycleNode):
         status = DiagnosticStatus(name=f"{self.get_name()}: recording", hardware_id="episode_recorder")
         level, message = DiagnosticStatus.OK, "idle"
         values = {"output_dir": str(self._output_dir()), "storage": str(self._p("storage")),
+                  "compression": str(self._p("compression")),
                   "teleop_mode": str(self._p("teleop_mode")), "episodes_kept": str(self._episodes_kept),
                   "episodes_discarded": str(self._episodes_discarded)}
         try:

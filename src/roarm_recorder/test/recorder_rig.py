@@ -111,12 +111,14 @@ class Peer:
                 self.diagnostics.append(status)
 
     # -------------------------------------------------------------------------------- fake arm and camera
-    def publish_stream(self, rate: float = 30.0, image_size: int = 8) -> None:
+    def publish_stream(self, rate: float = 30.0, image_size: int = 8, noisy_images: bool = False) -> None:
+        """Joint states, rgb8 images (one grey level per frame; noisy_images: random bytes, which no compression
+        shrinks) and commands at ``rate``."""
         self.joint_pub = self.node.create_publisher(JointState, "joint_states", 10)
         self.image_pub = self.node.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
         self.command_pub = self.node.create_publisher(JointTrajectory, "joint_trajectory", 10)
         self._tick_index = 0
-        self._image_size = image_size
+        self._image_size, self._noisy_images = image_size, noisy_images
         self._timer = self.node.create_timer(1.0 / rate, self._tick)
 
     def _tick(self) -> None:
@@ -127,7 +129,8 @@ class Peer:
         state.header.stamp = stamp
         self.joint_pub.publish(state)
         n = self._image_size
-        image = Image(height=n, width=n, encoding="rgb8", step=3 * n, data=bytes([i % 256]) * (3 * n * n))
+        pixels = os.urandom(3 * n * n) if self._noisy_images else bytes([i % 256]) * (3 * n * n)
+        image = Image(height=n, width=n, encoding="rgb8", step=3 * n, data=pixels)
         image.header.stamp = stamp
         self.image_pub.publish(image)
         command = JointTrajectory(joint_names=list(joints.JOINT_NAMES),
