@@ -94,6 +94,7 @@ class PipelineConfig:
     fps: int = 10
     image_px: int = 96
     image_crop: list[int] | None = None  # [x, y, width, height] of sim_world's camera image before the resize
+    max_dropped: float = 0.1  # the converter skips a demonstration that drops more than this fraction of its frames
     # fit
     model: str = "small"  # small | tiny (a fresh SmolVLA on a local VLM folder); ignored with policy_path
     policy_path: str | None = None  # fine-tune this (hub id or local pretrained_model) instead
@@ -151,6 +152,8 @@ def check_config(cfg: PipelineConfig) -> None:
         raise PipelineError(f"--model must be one of {sorted(VLM_SIZES)}")
     if not 1 <= cfg.n_action_steps <= cfg.chunk_size:
         raise PipelineError("--n-action-steps must be between 1 and --chunk-size")
+    if not 0.0 <= cfg.max_dropped < 1.0:
+        raise PipelineError("--max-dropped must be within [0, 1)")
     if cfg.time_limit <= 0 or cfg.steps < 1 or cfg.image_px < 16:
         raise PipelineError("--time-limit and --steps must be > 0, --image-px >= 16")
     from roarm_sim.perturbation import MAX_STD
@@ -185,6 +188,8 @@ def stage_inputs(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
         inputs = {"fps": cfg.fps, "image_px": cfg.image_px}
         if cfg.image_crop:  # only when set: the default run's digests (and stamps) stay as they were
             inputs["image_crop"] = list(cfg.image_crop)
+        if cfg.max_dropped != PipelineConfig.max_dropped:
+            inputs["max_dropped"] = cfg.max_dropped
         return inputs
     if stage == "fit":
         return {"model": None if cfg.policy_path else cfg.model, "policy_path": cfg.policy_path, "steps": cfg.steps,
@@ -417,12 +422,22 @@ class Pipeline:
         dataset = self.cfg.path("dataset")
         _clear(dataset, self.cfg.out)
         argv = ["convert", str(self.cfg.path("bags")), "--out", str(dataset), "--fps", str(self.cfg.fps),
-                "--image-size", str(self.cfg.image_px), str(self.cfg.image_px), "--skip-bad"]
+                "--image-size", str(self.cfg.image_px), str(self.cfg.image_px), "--max-dropped",
+                str(self.cfg.max_dropped), "--skip-bad"]
         if self.cfg.image_crop:
             argv += ["--image-crop", *map(str, self.cfg.image_crop)]
         self.log(f"[convert] roarm-vla-data {' '.join(argv)}")
         if data_cli.main(argv) != 0:
             raise PipelineError("convert: roarm-vla-data convert failed (its message is above)")
+        recorded = len(_episode_dirs(self.cfg.path("bags")))
+        converted = json.loads((dataset / "meta" / "info.json").read_text())["total_episodes"]
+        if converted < 2:
+            raise PipelineError(
+                f"convert: only {converted} of the {recorded} recorded demonstrations were converted (the skipped "
+                f"ones are listed above with their dropped frames); the fit needs 2 or more, to hold one out. Record "
+                f"more (--episodes), on a less loaded machine, or accept more dropped frames (--max-dropped, now "
+                f"{self.cfg.max_dropped})")
+        self.log(f"[convert] {converted} of {recorded} recorded demonstrations converted")
 
     # -- 3 fit --------------------------------------------------------------------------------------------------
     def fit_command(self) -> list[str]:
@@ -734,6 +749,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--image-crop", type=int, nargs=4, default=d.image_crop, metavar=("X", "Y", "W", "H"),
                    help="crop sim_world's camera image to this window before the resize (e.g. 160 140 340 340: "
                         "the table where boxes are placed, at about twice the pixels per cm)")
+    g.add_argument("--max-dropped", type=float, default=d.max_dropped, metavar="FRACTION",
+                   help="skip a demonstration whose camera stream left more than this fraction of its frames without "
+                        f"an image (default {d.max_dropped})")
     g = p.add_argument_group("fit")
     g.add_argument("--model", choices=sorted(VLM_SIZES), default=d.model,
                    help="size of the fresh SmolVLA's local VLM (small: 879k-parameter policy; tiny: tests)")
