@@ -90,6 +90,9 @@ class PipelineConfig:
     # labelled with its clean one, so the dataset shows how to get back to the box from beside it (README, Learned
     # pick: 200 demonstrations 9/30 against 6/30 clean; 400: 19/30). 0 = clean demonstrations
     perturbation: float = 0.05
+    # > 0: this share of the demonstrations misses its first grasp on purpose (the jaws close beside the box) and
+    # shows the expert's recovery: reopen, back up, pick again (roarm_sim.perturbation)
+    miss_fraction: float = 0.0
     # convert
     fps: int = 10
     image_px: int = 96
@@ -152,6 +155,8 @@ def check_config(cfg: PipelineConfig) -> None:
         raise PipelineError(f"--model must be one of {sorted(VLM_SIZES)}")
     if not 1 <= cfg.n_action_steps <= cfg.chunk_size:
         raise PipelineError("--n-action-steps must be between 1 and --chunk-size")
+    if not 0.0 <= cfg.miss_fraction <= 1.0:
+        raise PipelineError("--miss-fraction must be within [0, 1]")
     if not 0.0 <= cfg.max_dropped < 1.0:
         raise PipelineError("--max-dropped must be within [0, 1)")
     if cfg.time_limit <= 0 or cfg.steps < 1 or cfg.image_px < 16:
@@ -183,6 +188,8 @@ def stage_inputs(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
             inputs["fixed_start_pose"] = True
         if cfg.perturbation:
             inputs["perturbation"] = cfg.perturbation
+        if cfg.miss_fraction:  # only when set, as above
+            inputs["miss_fraction"] = cfg.miss_fraction
         return inputs
     if stage == "convert":
         inputs = {"fps": cfg.fps, "image_px": cfg.image_px}
@@ -385,10 +392,13 @@ class Pipeline:
                  "box place per seed" if self.cfg.fixed_start_pose else "random start pose and box place per seed")
         if self.cfg.perturbation:
             start += f"; DART: executed setpoints perturbed by {self.cfg.perturbation} rad std, labels clean"
+        if self.cfg.miss_fraction:
+            start += f"; {self.cfg.miss_fraction:.0%} of them miss the first grasp and pick again"
         self.log(f"[record] {len(seeds)} scripted episodes, seeds {seeds[0]}..{seeds[-1]} ({start})")
         kept = list(reused.values()) + record_expert_episodes(
             bags, seeds, task=self.cfg.task, storage=self.cfg.storage, log=lambda m: self.log(f"[record] {m}"),
-            overrides=self.record_overrides(), perturbation=self.cfg.perturbation)
+            overrides=self.record_overrides(), perturbation=self.cfg.perturbation,
+            miss_fraction=self.cfg.miss_fraction)
         if len(kept) < 2:
             raise PipelineError(f"record: only {len(kept)} successful demonstration(s) were kept in {bags}")
         self.log(f"[record] kept {len(kept)} of {self.cfg.episodes} episodes")
@@ -743,6 +753,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DART demonstrations: the expert executes setpoints offset by a smooth random walk of this "
                         f"std and every frame is labelled with its clean setpoint (default {d.perturbation}; 0 = "
                         "clean demonstrations)")
+    g.add_argument("--miss-fraction", type=float, default=d.miss_fraction, metavar="SHARE",
+                   help="share of the demonstrations whose first grasp misses the box on purpose and that show the "
+                        f"expert picking again (default {d.miss_fraction})")
     g = p.add_argument_group("convert")
     g.add_argument("--fps", type=int, default=d.fps, help=f"dataset frame rate (default {d.fps})")
     g.add_argument("--image-px", type=int, default=d.image_px, help=f"square image size (default {d.image_px})")

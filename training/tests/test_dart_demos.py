@@ -27,6 +27,12 @@ def test_graph_records_and_labels_with_the_intended_setpoints(tmp_path):
     assert graph.node("scripted_expert").parameters()["perturbation_std"] == 0.05
     plain = record_graph(tmp_path).node("episode_recorder").parameters()
     assert plain["command_topic"] == "joint_trajectory" and "expert/intended_trajectory" not in plain["topics"]
+    # missed grasps alone (no walk) are labelled with the clean plan too
+    misses = record_graph(tmp_path, miss_fraction=0.3)
+    assert misses.node("episode_recorder").parameters()["command_topic"] == "expert/intended_trajectory"
+    expert = misses.node("scripted_expert").parameters()
+    assert expert["perturbation_miss_fraction"] == 0.3 and expert["perturbation_std"] == 0.0
+    assert record_graph(tmp_path).node("scripted_expert").parameters()["perturbation_miss_fraction"] == 0.0
 
 
 def _setpoints(bag, topic):
@@ -65,3 +71,20 @@ def test_perturbed_demonstration_converts_with_the_clean_labels(tmp_path):
 
     assert nearest(actions, intended).max() < 1e-6  # every label is one of the clean setpoints
     assert nearest(actions, executed).max() > 0.01  # ... and some frames' labels are no executed setpoint
+
+
+@pytest.mark.slow
+def test_a_missed_first_grasp_is_recorded_with_its_recovery(tmp_path):
+    lines: list[str] = []
+    bags = record_expert_episodes(tmp_path / "bags", [4], log=lines.append, overrides=SMALL_CAMERA,
+                                  miss_fraction=1.0)
+    assert len(bags) == 1, "\n".join(lines)  # the expert missed, picked again and succeeded
+    executed = _setpoints(bags[0], "/joint_trajectory")
+    intended = _setpoints(bags[0], "/expert/intended_trajectory")
+    gripper = intended[:, 5]
+    closes = np.flatnonzero((gripper[1:] < 0.05) & (gripper[:-1] >= 0.05))  # the jaws reach closed: twice
+    assert len(closes) == 2, np.round(gripper, 2).tolist()
+    assert gripper[closes[0]:closes[1]].max() > 0.3  # reopened in between
+    base_offset = np.abs(executed[:, 0] - intended[:, 0])
+    assert 0.08 - 1e-6 <= base_offset[:closes[0] + 1].max() <= 0.14 + 1e-6  # the first close was off the box
+    assert base_offset[closes[1]] < 1e-6  # the second was not

@@ -112,6 +112,12 @@ def test_perturbation_rebuilds_from_the_recording_and_is_range_checked(tmp_path)
     assert [s for s in STAGES if digests(clean)[s] != digests(dart)[s]] == list(STAGES)
     with pytest.raises(PipelineError, match="--perturbation"):
         check_config(PipelineConfig(out=tmp_path, perturbation=0.9))
+    misses = PipelineConfig(out=tmp_path, miss_fraction=0.3)
+    assert stage_inputs(misses, "record")["miss_fraction"] == 0.3 and "miss_fraction" not in stage_inputs(dart,
+                                                                                                          "record")
+    assert [s for s in STAGES if digests(misses)[s] != digests(dart)[s]] == list(STAGES)
+    with pytest.raises(PipelineError, match="--miss-fraction"):
+        check_config(PipelineConfig(out=tmp_path, miss_fraction=1.5))
 
 
 def test_convert_stops_with_the_cure_when_under_two_demonstrations_survive_it(tmp_path):

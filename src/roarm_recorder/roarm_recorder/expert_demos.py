@@ -29,12 +29,14 @@ GOAL_MARGIN_S = 10.0  # record_episode max_duration = sim_world's time_limit + t
 
 
 def record_graph(out_dir: Path, storage: str = "mcap", overrides: Mapping[str, Any] | None = None,
-                 perturbation: float = 0.0):
+                 perturbation: float = 0.0, miss_fraction: float = 0.0):
     """The record graph (sim, scripted expert) writing into ``out_dir``; only successes are kept.
 
     perturbation > 0: DART demonstrations (roarm_sim.perturbation): the expert executes setpoints offset by a
     smooth random walk of this std (rad), the recorder also records the expert's clean setpoints
     (scripted_expert.intended_topic) and labels the episode with them (action_source command:<intended_topic>).
+    miss_fraction > 0: that share of the episodes (per seed) misses its first grasp on purpose and shows the
+    recovery, labelled the same way.
     """
     from roarm_vla_bringup.graph import load_graph
 
@@ -44,7 +46,7 @@ def record_graph(out_dir: Path, storage: str = "mcap", overrides: Mapping[str, A
                               "sim_world.auto_start": False}
     values.update(overrides or {})
     graph = load_graph("record", sim=True, controller="expert", overrides=values)
-    if perturbation <= 0:
+    if perturbation <= 0 and miss_fraction <= 0:
         return graph
     recorder = graph.node("episode_recorder").parameters()
     intended = str(graph.node("scripted_expert").parameters()["intended_topic"])
@@ -52,18 +54,20 @@ def record_graph(out_dir: Path, storage: str = "mcap", overrides: Mapping[str, A
     if intended not in topics:
         topics.append(intended)
         types.append("trajectory_msgs/msg/JointTrajectory")
-    values.update({"scripted_expert.perturbation_std": float(perturbation), "episode_recorder.topics": topics,
+    values.update({"scripted_expert.perturbation_std": float(perturbation),
+                   "scripted_expert.perturbation_miss_fraction": float(miss_fraction), "episode_recorder.topics": topics,
                    "episode_recorder.topic_types": types, "episode_recorder.command_topic": intended})
     return load_graph("record", sim=True, controller="expert", overrides=values)
 
 
 def record_expert_episodes(out_dir, seeds: Iterable[int], task: str = DEFAULT_TASK, storage: str = "mcap",
                            log: Callable[[str], None] = print, *,
-                           overrides: Mapping[str, Any] | None = None, perturbation: float = 0.0) -> list[Path]:
+                           overrides: Mapping[str, Any] | None = None, perturbation: float = 0.0,
+                           miss_fraction: float = 0.0) -> list[Path]:
     """Record one scripted-expert episode per seed; returns the bag directories kept (SUCCESS), in seed order.
 
     overrides: extra graph overrides (``"<node>.<param>": value``, e.g. a smaller camera image in tests).
-    perturbation: DART noise std, rad (record_graph).
+    perturbation: DART noise std, rad; miss_fraction: share of missed first grasps (record_graph).
     """
     from roarm_common.action_client import ActionClient  # rclpy 7 can lose an answer (see the module)
 
@@ -74,7 +78,7 @@ def record_expert_episodes(out_dir, seeds: Iterable[int], task: str = DEFAULT_TA
     out = Path(out_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in seeds]
-    graph = record_graph(out, storage, overrides, perturbation)
+    graph = record_graph(out, storage, overrides, perturbation, miss_fraction)
     time_limit = float(graph.node("sim_world").parameters().get("time_limit", 30.0))
     kept: list[Path] = []
     with GraphRunner(graph, log=lambda m: log(f"[runner] {m}"), echo=lambda _line: None) as runner:
@@ -132,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--perturbation", type=float, default=0.0, metavar="RAD",
                         help="DART: the expert executes setpoints offset by a smooth random walk of this std and "
                              "is labelled with its clean ones (e.g. 0.05; default 0 = none)")
+    parser.add_argument("--miss-fraction", type=float, default=0.0, metavar="SHARE",
+                        help="share of the episodes whose first grasp misses the box on purpose, recording the "
+                             "expert's recovery (reopen, back up, pick again; labelled with its clean plan)")
     parser.add_argument("--set", action="append", default=[], metavar="NODE.PARAM:=VALUE",
                         help="graph override, e.g. sim_world.time_limit:=40.0 (repeatable)")
     args = parser.parse_args(argv)
@@ -142,9 +149,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if not 0.0 <= args.perturbation <= MAX_STD:
         parser.error(f"--perturbation must be within [0, {MAX_STD}] rad")
+    if not 0.0 <= args.miss_fraction <= 1.0:
+        parser.error("--miss-fraction must be within [0, 1]")
 
     paths = record_expert_episodes(args.out, range(args.seed, args.seed + args.episodes), args.task, args.storage,
-                                   overrides=parse_sets(args.set), perturbation=args.perturbation)
+                                   overrides=parse_sets(args.set), perturbation=args.perturbation,
+                                   miss_fraction=args.miss_fraction)
     for path in paths:
         print(path)
     return 0 if paths else 1

@@ -4,6 +4,11 @@ ROS-free. From ANY start pose: move above the box with the jaws open and aligned
 go straight down (DESCEND), close the jaws (CLOSE), lift (LIFT), then keep holding (HOLD). Every pose comes from
 the shared kinematics module's IK (via arm_model.solve_grasp_ik).
 
+A missed grasp is noticed from the box's measured pose (``check_grasp``, each tick): when the lift is half done and
+the box has not risen, the pick is planned again from where the arm is (reopen on the way back up to the pre-grasp,
+down again, close), up to ``max_attempts`` times. The simulated gripper does not stall on the box, so the jaws'
+angle cannot tell a grasp from a miss; the box's pose can.
+
 Each phase is a list of joint waypoints played back over a duration set by the largest joint move and a speed
 limit, with a smooth (cosine) time profile so the arm starts and stops gently. A phase ends when its time is up
 AND the measured joints are within a tolerance of its last waypoint (or a settle timeout passes): the expert
@@ -47,6 +52,9 @@ class ExpertConfig:
     # measured pose, where the arm stands: the driver's reference.
     still_tolerance: float = 0.01  # rad: the measured joints "stand still" while they stay within this
     pitches: tuple[float, ...] = (math.pi / 2, 1.35, 1.2, 1.05)  # tool pitches to try, steepest first
+    max_attempts: int = 3  # picks tried in one episode (1 = never retry a missed grasp)
+    miss_rise: float = 0.01  # m: a box that rose less than this since the start was not grasped ...
+    miss_check_progress: float = 0.5  # ... judged once the lift is this far through (or while holding)
 
     def __post_init__(self):
         if self.max_joint_speed <= 0 or self.gripper_speed <= 0 or self.min_move_time <= 0:
@@ -55,6 +63,8 @@ class ExpertConfig:
             raise ValueError("descend_steps must be >= 1")
         if self.max_command_step <= 0 or self.resync_time <= 0 or self.still_tolerance <= 0:
             raise ValueError(f"max_command_step, resync_time and still_tolerance must be > 0: {self}")
+        if self.max_attempts < 1 or self.miss_rise <= 0 or not 0 < self.miss_check_progress <= 1:
+            raise ValueError(f"max_attempts must be >= 1, miss_rise > 0, miss_check_progress in (0, 1]: {self}")
 
 
 @dataclass
@@ -83,6 +93,8 @@ class ScriptedExpert:
         self._still_since = 0.0
         self._far_since: float | None = None  # when the setpoint went more than max_command_step from the arm
         self.resyncs = 0  # times the stream restarted from the measured pose (the arm had stopped following)
+        self.attempt = 1  # which pick of the episode runs (check_grasp starts the next after a miss)
+        self._start_box_z: float | None = None  # the box's height when the episode's first pick was planned
 
     @property
     def phase(self) -> str:
@@ -110,9 +122,34 @@ class ScriptedExpert:
             self.phases = []
             raise
         self.index = 0
+        self.attempt = 1
+        self._start_box_z = float(box.z)
         self._last = q_start.copy()
         self._still_q, self._far_since = None, None
         self._begin(0, q_start, t)
+
+    def check_grasp(self, box: BoxPose, t: float) -> bool:
+        """Judge the grasp from the box's measured pose; call it each tick before ``setpoint``. Once the lift is
+        ``miss_check_progress`` through (or while holding) with the box less than ``miss_rise`` above where it
+        started, the grasp missed: the pick is planned again for ``box`` from the last setpoint (no jump in the
+        stream) as the next attempt, or the expert fails after ``max_attempts``. True when a new attempt began."""
+        c = self.config
+        if self.failure or not self.phases or self._start_box_z is None:
+            return False
+        lifting = self.phase == LIFT and self.phase_progress(t) >= c.miss_check_progress
+        if not (lifting or self.phase == HOLD) or box.z - self._start_box_z >= c.miss_rise:
+            return False
+        if self.attempt >= c.max_attempts:
+            self.failure = f"missed the grasp {self.attempt} time(s): the box did not rise with the lift"
+            return False
+        try:
+            self.phases = self._plan(box, self._last)
+        except PlanningError as exc:
+            self.failure = f"missed the grasp, and cannot plan again: {exc}"
+            return False
+        self.attempt += 1
+        self._begin(0, self._last, t)
+        return True
 
     def setpoint(self, t: float, q_measured, q_time: float | None = None) -> np.ndarray:
         """Joint setpoint (URDF radians) for time ``t`` given the measured joints; no joint moves more than

@@ -30,6 +30,7 @@ class RolloutResult:
     rejected_steps: int  # setpoints the real driver would refuse (a joint step over driver_max_step)
     frames: list  # rendered frames when asked for
     max_offset: float = 0.0  # rad, largest executed-minus-intended setpoint difference (a DART perturbation)
+    attempts: int = 1  # picks the expert tried (more than 1 after a missed grasp)
 
 
 def run_episode(seed: int, world: SimWorld | None = None, expert_config: ExpertConfig = ExpertConfig(),
@@ -56,11 +57,14 @@ def run_episode(seed: int, world: SimWorld | None = None, expert_config: ExpertC
     max_offset = 0.0
     q = joints.firmware_to_urdf(servos.quantized_position())
     frames = []
+
+    def planned_box() -> BoxPose:  # what the node knows: the box's pose, its size assumed
+        box = world.box
+        return box if assumed_box_size is None else BoxPose(*box.position, box.yaw, assumed_box_size,
+                                                            assumed_box_size)
+
     try:
-        planned_box = episode.box
-        if assumed_box_size is not None:
-            planned_box = BoxPose(*episode.box.position, episode.box.yaw, assumed_box_size, assumed_box_size)
-        expert.start(planned_box, q, 0.0)
+        expert.start(planned_box(), q, 0.0)
     except PlanningError as exc:
         return RolloutResult(seed, 2, 0.0, f"planning failed: {exc}", 0.0, 0, frames)
     dt = 1.0 / physics_rate
@@ -73,6 +77,7 @@ def run_episode(seed: int, world: SimWorld | None = None, expert_config: ExpertC
     state = world.step(q, t)
     while state.status == RUNNING:
         if k % per_command == 0 and rng.random() >= late_tick_probability:
+            expert.check_grasp(planned_box(), t)
             intended, setpoint = perturbed_setpoint(expert, perturber, t, q)
             max_offset = max(max_offset, float(np.max(np.abs(setpoint - intended))))
             if rng.random() < lost_command_probability:
@@ -92,7 +97,8 @@ def run_episode(seed: int, world: SimWorld | None = None, expert_config: ExpertC
         if render_every and k % render_every == 0:
             frames.append(world.render(q))
     return RolloutResult(seed, state.status, state.elapsed, f"{STATUS_NAMES[state.status]}: {state.detail}",
-                         float(min_clear if np.isfinite(min_clear) else 0.0), rejected, frames, max_offset)
+                         float(min_clear if np.isfinite(min_clear) else 0.0), rejected, frames, max_offset,
+                         expert.attempt)
 
 
 def main(argv=None) -> int:
@@ -110,10 +116,12 @@ def main(argv=None) -> int:
                         help="chance that a command tick is skipped (a busy executor)")
     parser.add_argument("--perturbation", type=float, default=0.0, metavar="RAD",
                         help="DART: std of the smooth offset added to what the expert executes (perturbation.py)")
+    parser.add_argument("--miss-fraction", type=float, default=0.0,
+                        help="share of the episodes whose first pick misses the box on purpose (perturbation.py)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     results = [run_episode(args.seed + i, late_tick_probability=args.late_tick_probability,
-                           perturbation=PerturbationConfig(std=args.perturbation))
+                           perturbation=PerturbationConfig(std=args.perturbation, miss_fraction=args.miss_fraction))
                for i in range(args.episodes)]
     successes = sum(r.status == 1 for r in results)
     low, high = wilson_interval(successes, len(results))
@@ -124,8 +132,10 @@ def main(argv=None) -> int:
     print(f"expert success {successes}/{len(results)} = {successes / len(results):.1%} (95% Wilson CI "
           f"{low:.1%} .. {high:.1%}); time to success mean {np.mean(times):.2f} s, max {np.max(times):.2f} s; "
           f"driver-refused steps {sum(r.rejected_steps for r in results)}; arm below the table in "
-          f"{sum(r.min_clearance < 0 for r in results)} episodes")
+          f"{sum(r.min_clearance < 0 for r in results)} episodes; {sum(r.attempts > 1 for r in results)} episodes "
+          f"picked again after a miss")
     print(json.dumps({"episodes": len(results), "successes": successes, "ci95": [round(low, 4), round(high, 4)],
+                      "retried_episodes": sum(r.attempts > 1 for r in results),
                       "mean_time_s": round(float(np.mean(times)), 2), "wall_s": round(time.monotonic() - started, 1)}))
     return 0
 

@@ -12,6 +12,12 @@ executed stream's steps stay within the driver's step limit. It is scaled by a p
 approaches the box, falling linearly to 0 over the descent (the grasp pose itself is exact, so the demonstration
 still succeeds: a failed one is discarded), 0 from the close on.
 
+Missed grasps (``miss_fraction`` of the episodes, drawn per seed): the first pick of such an episode also executes a
+fixed base-joint offset of ``miss_offset`` rad (random sign), through the close and the lift, so the jaws close
+beside the box; the expert notices that the box did not rise and picks again (expert.check_grasp), with the offset
+walked back to 0. The labels stay the clean plan throughout, so the dataset shows what to do after a miss: reopen,
+back up, approach again, which a policy whose jaws closed beside the box has otherwise never seen.
+
     perturbation = ExecutionPerturbation(PerturbationConfig(std=0.05), seed=episode_seed)
     intended, executed = perturbed_setpoint(expert, perturbation, t, q_measured)   # each command tick
 """
@@ -27,6 +33,7 @@ from roarm_description import joints
 from .expert import APPROACH, DESCEND, ScriptedExpert
 
 PERTURBED_JOINTS = tuple(range(joints.GRIPPER_INDEX))  # the arm joints; the gripper is never perturbed
+MISS_JOINT = 0  # the base: turning it moves the jaws sideways off the box at any reach
 MAX_STD = 0.5  # rad: beyond this the offsets (2 std) leave the arm's useful range around the expert's path
 
 
@@ -35,14 +42,20 @@ class PerturbationConfig:
     std: float = 0.0  # rad, standard deviation of each arm joint's offset target; 0 = no perturbation
     max_rate: float = 0.2  # rad/s, fastest change of the offset (before the envelope)
     hold_time: float = 0.8  # s between two offset targets
+    miss_fraction: float = 0.0  # share of the episodes whose first pick misses the box on purpose
+    miss_offset: tuple[float, float] = (0.08, 0.14)  # rad, range of that pick's base offset (1.2-4 cm at the box)
 
     def __post_init__(self):
         if not 0 <= self.std <= MAX_STD or self.max_rate <= 0 or self.hold_time <= 0:
             raise ValueError(f"perturbation std must be within [0, {MAX_STD}], max_rate and hold_time > 0: {self}")
+        low, high = self.miss_offset
+        if not 0 <= self.miss_fraction <= 1 or not 0 < low <= high <= MAX_STD:
+            raise ValueError(f"miss_fraction must be within [0, 1] and 0 < miss_offset low <= high <= {MAX_STD}: "
+                             f"{self}")
 
     @property
     def enabled(self) -> bool:
-        return self.std > 0
+        return self.std > 0 or self.miss_fraction > 0
 
 
 def envelope(phase: str, progress: float) -> float:
@@ -65,19 +78,34 @@ class ExecutionPerturbation:
         self._next_draw: float | None = None
         self._last_t: float | None = None
         self.current = np.zeros(joints.NUM_JOINTS)
+        # the miss draw has its own stream: the walk of a seed stays the same whatever miss_fraction is
+        self.miss = np.zeros(joints.NUM_JOINTS)  # the first pick's offset in a miss episode, else 0
+        if config.miss_fraction > 0:
+            rng = np.random.default_rng([seed, 1])
+            if rng.random() < config.miss_fraction:
+                self.miss[MISS_JOINT] = rng.choice((-1.0, 1.0)) * rng.uniform(*config.miss_offset)
+        self._miss_now = np.zeros(joints.NUM_JOINTS)
 
-    def offset(self, t: float, phase: str, progress: float) -> np.ndarray:
+    @property
+    def misses_first_pick(self) -> bool:
+        return bool(np.any(self.miss))
+
+    def offset(self, t: float, phase: str, progress: float, attempt: int = 1) -> np.ndarray:
+        """The offset at time t in ``phase`` (``progress`` 0..1 through it) of pick ``attempt``."""
         c = self.config
         if not c.enabled:
             return self.current.copy()
-        if self._next_draw is None or t >= self._next_draw:
-            draw = np.clip(self._rng.normal(0.0, c.std, len(PERTURBED_JOINTS)), -2 * c.std, 2 * c.std)
-            self._target[list(PERTURBED_JOINTS)] = draw
-            self._next_draw = t + c.hold_time
         dt = 0.0 if self._last_t is None else max(t - self._last_t, 0.0)
         self._last_t = t
-        self._walk += np.clip(self._target - self._walk, -c.max_rate * dt, c.max_rate * dt)
-        self.current = envelope(phase, progress) * self._walk
+        if c.std > 0:
+            if self._next_draw is None or t >= self._next_draw:
+                draw = np.clip(self._rng.normal(0.0, c.std, len(PERTURBED_JOINTS)), -2 * c.std, 2 * c.std)
+                self._target[list(PERTURBED_JOINTS)] = draw
+                self._next_draw = t + c.hold_time
+            self._walk += np.clip(self._target - self._walk, -c.max_rate * dt, c.max_rate * dt)
+        miss_target = self.miss if attempt == 1 else 0.0
+        self._miss_now += np.clip(miss_target - self._miss_now, -c.max_rate * dt, c.max_rate * dt)
+        self.current = envelope(phase, progress) * self._walk + self._miss_now
         return self.current.copy()
 
 
@@ -87,5 +115,5 @@ def perturbed_setpoint(expert: ScriptedExpert, perturbation: ExecutionPerturbati
     executing, so its phase ends and its resync judge the arm against its own clean plan."""
     q_clean = np.asarray(q_measured, dtype=float) - perturbation.current
     intended = expert.setpoint(t, q_clean, q_time)
-    offset = perturbation.offset(t, expert.phase, expert.phase_progress(t))
+    offset = perturbation.offset(t, expert.phase, expert.phase_progress(t), expert.attempt)
     return intended, intended + offset

@@ -59,6 +59,11 @@ PARAMETERS = (
           range=(0.0, MAX_STD)),
     Param("perturbation_max_rate", 0.2, "DART: fastest change of that offset, rad/s", range=(1e-3, 10.0)),
     Param("perturbation_hold_time", 0.8, "DART: seconds between two random offset targets, s", range=(0.01, 60.0)),
+    Param("perturbation_miss_fraction", 0.0, "share of the episodes (drawn per seed) whose first pick executes a "
+          "base offset that makes the jaws close beside the box, to record the recovery (perturbation.py)",
+          range=(0.0, 1.0)),
+    Param("max_attempts", 3, "picks tried in one episode: a grasp whose box did not rise with the lift is tried "
+          "again from where the arm is (1 = never)", range=(1, 20)),
     Param("intended_topic", "expert/intended_trajectory", "the expert's clean setpoints (the demonstration's "
           "action when perturbation_std > 0; equal to joint_trajectory when it is 0)"),
 )
@@ -75,11 +80,12 @@ class ScriptedExpertNode(Node):
             lift_height=float(p["lift_height"]), open_margin=float(p["open_margin"]),
             close_time=float(p["close_time"]), settle_tolerance=float(p["settle_tolerance"]),
             settle_timeout=float(p["settle_timeout"]), max_command_step=float(p["max_command_step"]),
-            resync_time=float(p["resync_time"]))
+            resync_time=float(p["resync_time"]), max_attempts=int(p["max_attempts"]))
         self.expert = ScriptedExpert(self.config)
         self.perturbation_config = PerturbationConfig(std=float(p["perturbation_std"]),
                                                       max_rate=float(p["perturbation_max_rate"]),
-                                                      hold_time=float(p["perturbation_hold_time"]))
+                                                      hold_time=float(p["perturbation_hold_time"]),
+                                                      miss_fraction=float(p["perturbation_miss_fraction"]))
         self.perturbation = ExecutionPerturbation(self.perturbation_config)
         self._q: np.ndarray | None = None
         self._q_time: float | None = None
@@ -142,6 +148,9 @@ class ScriptedExpertNode(Node):
                 return
         if self.expert.failure:
             return
+        if self.expert.check_grasp(self._box_pose(), now):
+            self.get_logger().info(f"episode {outcome.episode_index}: the box did not rise with the lift (a missed "
+                                   f"grasp): pick {self.expert.attempt} planned from here")
         intended, executed = perturbed_setpoint(self.expert, self.perturbation, now, self._q, self._q_time)
         stamp = self.get_clock().now().to_msg()
         self.pub.publish(self._setpoint_message(executed, stamp))
@@ -177,6 +186,7 @@ class ScriptedExpertNode(Node):
                          KeyValue(key="episode_index", value=str(self._planned_episode)),
                          KeyValue(key="setpoints_sent", value=str(self._sent)),
                          KeyValue(key="resyncs", value=str(self.expert.resyncs)),
+                         KeyValue(key="attempt", value=str(self.expert.attempt)),
                          KeyValue(key="perturbation_rad", value=f"{float(np.max(np.abs(self.perturbation.current))):.4f}")]
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
