@@ -184,7 +184,9 @@ def test_file_without_loop_publishes_each_frame_once_then_reports_the_end(harnes
     with harness.lock:
         indices = [decode_frame_index(np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.width, 3))
                    for _, m in harness.images]
-    assert indices == sorted(indices) and len(indices) >= FRAMES - 1 and indices[-1] == FRAMES - 1
+    # every frame published once, in order (the node's count); best-effort delivery may lose one on the way
+    assert values(harness.last_diagnostic())["frames_published"] == str(FRAMES)
+    assert indices == sorted(set(indices)) and set(indices) <= set(range(FRAMES)) and len(indices) >= FRAMES - 2
     assert harness.last_diagnostic().level == DiagnosticStatus.WARN
     assert "end of video file" in harness.last_diagnostic().message
 
