@@ -266,7 +266,7 @@ def test_move_joints_action_with_feedback(make_rig, executor):
     result = result_future.result().result
     assert result.success, result.message
     assert result.final_positions == pytest.approx([1.2, -0.4], abs=0.03) and result.max_error < 0.03
-    assert len(feedback) >= 10
+    assert len(feedback) >= 3  # feedback flows during the move (how often is a rate: bench/)
     progress = [f.progress for f in feedback]
     assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
     assert feedback[0].max_error > 0.1 and len(feedback[0].current_positions) == 2
