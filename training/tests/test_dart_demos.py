@@ -58,7 +58,8 @@ def test_perturbed_demonstration_converts_with_the_clean_labels(tmp_path):
     offsets = np.abs(executed - intended)
     assert offsets[:, :5].max() > 0.01 and offsets[:, 5].max() == 0.0  # the arm joints were pushed, never the jaws
 
-    result = convert(bags, ConvertOptions(out=tmp_path / "dataset", fps=10, use_videos=False, progress=False),
+    result = convert(bags, ConvertOptions(out=tmp_path / "dataset", fps=10, use_videos=False, progress=False,
+                                          max_dropped_fraction=0.5),  # camera gaps on a busy machine
                      log=lambda _m: None)
     assert result.episodes[0].report["action_source"] == "command:/expert/intended_trajectory"
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
