@@ -97,14 +97,13 @@ class ExecutionPerturbation:
             return self.current.copy()
         dt = 0.0 if self._last_t is None else max(t - self._last_t, 0.0)
         self._last_t = t
-        if c.std > 0:
-            if self._next_draw is None or t >= self._next_draw:
-                draw = np.clip(self._rng.normal(0.0, c.std, len(PERTURBED_JOINTS)), -2 * c.std, 2 * c.std)
-                self._target[list(PERTURBED_JOINTS)] = draw
-                self._next_draw = t + c.hold_time
-            self._walk += np.clip(self._target - self._walk, -c.max_rate * dt, c.max_rate * dt)
-        miss_target = self.miss if attempt == 1 else 0.0
-        self._miss_now += np.clip(miss_target - self._miss_now, -c.max_rate * dt, c.max_rate * dt)
+        if self._next_draw is None or t >= self._next_draw:  # std 0 (misses only): every draw is 0
+            draw = np.clip(self._rng.normal(0.0, c.std, len(PERTURBED_JOINTS)), -2 * c.std, 2 * c.std)
+            self._target[list(PERTURBED_JOINTS)] = draw
+            self._next_draw = t + c.hold_time
+        step = c.max_rate * dt  # both offsets move towards their targets at max_rate
+        self._walk += np.clip(self._target - self._walk, -step, step)
+        self._miss_now += np.clip((self.miss if attempt == 1 else 0.0) - self._miss_now, -step, step)
         self.current = envelope(phase, progress) * self._walk + self._miss_now
         return self.current.copy()
 
